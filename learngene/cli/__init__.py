@@ -1,0 +1,65 @@
+"""The ``learngene`` command line: one sub-command module per area, each exposing ``register(subparsers)``.
+
+Every command reports a :class:`~learngene.errors.LearngeneError` as one line on stderr and exits 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules that contribute sub-commands, in the order --help lists them. Each one defines
+# ``register(subparsers)`` which adds its parsers and sets ``func`` (taking the parsed args, returning an exit code).
+_COMMAND_MODULES = (
+    "learngene.cli.analysis",
+    "learngene.cli.descendant",
+    "learngene.cli.training",
+    "learngene.cli.runs",
+    "learngene.cli.compare",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="learngene",
+        description="Cluster-Learngene: analyse a pretrained ViT's heads, design descendants, fine-tune them.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:  # a real missing dependency inside the module
+                raise
+            continue  # that area is not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from learngene.errors import LearngeneError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.debug else logging.DEBUG, format="%(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except LearngeneError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
