@@ -1,0 +1,246 @@
+"""Per-head attention statistics over a probe set, streamed batch by batch (method.md step 1).
+
+For each layer and head: the mean attention distance (MAD, pixels), the attention entropy (nats, over all keys,
+averaged over patch queries), the mean attention pattern as a function of the relative offset between query and
+key patch, and the mean attention of the CLS/first prefix token over the patch grid. Every batch's maps are reduced
+at once into running sums, so peak memory does not grow with the number of probe images.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learngene.attention.capture import capture_attention
+from learngene.attention.distance import patch_distance_matrix, per_image_mean_attention_distance
+from learngene.errors import LearngeneError
+from learngene.probes import ProbeSet
+
+STATS_FORMAT = "learngene-stats/1"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a CUDA request on a machine without one is a user error."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LearngeneError("device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
+    return device
+
+
+def relative_offset_index(rows: int, cols: int) -> torch.Tensor:
+    """(G, G) index of each (query, key) patch pair into a (2R-1) x (2C-1) grid of relative offsets."""
+    r, c = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    r, c = r.flatten(), c.flatten()  # (G,)
+    dr = r[None, :] - r[:, None] + rows - 1  # key row - query row, shifted to be >= 0
+    dc = c[None, :] - c[:, None] + cols - 1
+    return dr * (2 * cols - 1) + dc  # (G, G)
+
+
+@dataclass
+class HeadStatistics:
+    """Attention statistics of every head of an ancestor.
+
+    Attributes:
+        mean_attention_distance: (L, H) pixels.
+        entropy: (L, H) nats.
+        mean_pattern: (L, H, 2R-1, 2C-1): mean attention a patch query gives the key at each relative offset.
+        cls_attention: (L, H, R, C): mean attention of the first prefix token (CLS) over the patch grid.
+        ancestor: the ancestor's summary as a dict.
+        probe: description of the probe set.
+        num_images: images the statistics average over.
+    """
+
+    mean_attention_distance: np.ndarray
+    entropy: np.ndarray
+    mean_pattern: np.ndarray
+    cls_attention: np.ndarray
+    ancestor: dict = field(default_factory=dict)
+    probe: str = ""
+    num_images: int = 0
+
+    @property
+    def num_layers(self) -> int:
+        return self.mean_attention_distance.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.mean_attention_distance.shape[1]
+
+    def to_json(self) -> dict:
+        rounded = lambda a: np.round(np.asarray(a, dtype=np.float64), 6).tolist()  # noqa: E731
+        return {
+            "format": STATS_FORMAT,
+            "ancestor": self.ancestor,
+            "probe": self.probe,
+            "num_images": self.num_images,
+            "mean_attention_distance": rounded(self.mean_attention_distance),
+            "entropy": rounded(self.entropy),
+            "mean_pattern": rounded(self.mean_pattern),
+            "cls_attention": rounded(self.cls_attention),
+        }
+
+    def save_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json()))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeadStatistics:
+        mad = np.asarray(data["mean_attention_distance"], dtype=np.float64)
+        empty = np.zeros(mad.shape + (0, 0))
+        return cls(
+            mean_attention_distance=mad,
+            entropy=np.asarray(data.get("entropy", np.full(mad.shape, np.nan)), dtype=np.float64),
+            mean_pattern=np.asarray(data["mean_pattern"], dtype=np.float64) if data.get("mean_pattern") else empty,
+            cls_attention=np.asarray(data["cls_attention"], dtype=np.float64) if data.get("cls_attention") else empty,
+            ancestor=data.get("ancestor", {}),
+            probe=data.get("probe", ""),
+            num_images=int(data.get("num_images", 0)),
+        )
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> HeadStatistics:
+        return cls.from_json(read_stats_file(path))
+
+
+def read_stats_file(path: str | Path) -> dict:
+    """Read a statistics file; a bare JSON list of L lists of H numbers is accepted as the MAD table alone."""
+    path = Path(path)
+    if not path.is_file():
+        raise LearngeneError(f"statistics file {path} does not exist; create it with `learngene analyze`")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise LearngeneError(f"{path} is not valid JSON ({error})") from error
+    if isinstance(data, list):
+        data = {"mean_attention_distance": data}
+    if not isinstance(data, dict) or "mean_attention_distance" not in data:
+        raise LearngeneError(f"{path} has no 'mean_attention_distance' table (a list of L lists of H numbers)")
+    table = data["mean_attention_distance"]
+    rows = {len(row) if isinstance(row, list) else -1 for row in table} if isinstance(table, list) else {-1}
+    if not table or -1 in rows or len(rows) != 1 or 0 in rows:
+        raise LearngeneError(
+            f"the mean_attention_distance table in {path} must be L lists of the same number H >= 1 of numbers"
+        )
+    try:
+        array = np.asarray(table, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise LearngeneError(f"the mean_attention_distance table in {path} holds non-numbers") from error
+    if not np.all(np.isfinite(array)):
+        raise LearngeneError(f"the mean_attention_distance table in {path} contains NaN or infinite values")
+    return data
+
+
+class _Accumulator:
+    """Running sums of the per-head statistics of one model, fed one layer's attention at a time."""
+
+    def __init__(self, num_layers: int, num_heads: int, grid: tuple[int, int], patch_size: int,
+                 num_prefix: int, device: torch.device):
+        rows, cols = grid
+        self.num_prefix = num_prefix
+        self.grid = grid
+        self.distance = patch_distance_matrix(grid, patch_size, device=device)  # (G, G)
+        self.offset_index = relative_offset_index(rows, cols).to(device).flatten()  # (G*G,)
+        self.num_offsets = (2 * rows - 1) * (2 * cols - 1)
+        f64 = dict(device=device, dtype=torch.float64)
+        self.mad = torch.zeros(num_layers, num_heads, **f64)
+        self.entropy = torch.zeros(num_layers, num_heads, **f64)
+        self.pattern = torch.zeros(num_layers, num_heads, self.num_offsets, **f64)
+        self.cls = torch.zeros(num_layers, num_heads, rows * cols, **f64)
+        self.images = 0
+
+    def add(self, layer: int, attn: torch.Tensor) -> None:
+        attn = attn.float()  # (B, H, N, N); AMP may give half precision
+        B, H, N, _ = attn.shape
+        p = self.num_prefix
+        self.mad[layer] += per_image_mean_attention_distance(attn, self.distance, p).sum(0).double()
+        patch_rows = attn[:, :, p:, :]  # (B, H, G, N): patch queries over all keys
+        entropy = -(patch_rows * patch_rows.clamp_min(1e-12).log()).sum(-1).mean(-1)  # (B, H)
+        self.entropy[layer] += entropy.sum(0).double()
+        patch_attn = attn[:, :, p:, p:].sum(0).reshape(H, -1)  # (H, G*G), summed over the batch
+        offsets = torch.zeros(H, self.num_offsets, device=attn.device, dtype=attn.dtype)
+        offsets.index_add_(1, self.offset_index, patch_attn)
+        self.pattern[layer] += offsets.double()
+        if p > 0:
+            self.cls[layer] += attn[:, :, 0, p:].sum(0).double()  # (H, G)
+
+    def result(self) -> dict[str, np.ndarray]:
+        rows, cols = self.grid
+        n = max(self.images, 1)
+        L, H = self.mad.shape
+        return {
+            "mean_attention_distance": (self.mad / n).cpu().numpy(),
+            "entropy": (self.entropy / n).cpu().numpy(),
+            # per query patch: divide by the number of queries as well as images
+            "mean_pattern": (self.pattern / (n * rows * cols)).reshape(L, H, 2 * rows - 1, 2 * cols - 1).cpu().numpy(),
+            "cls_attention": (self.cls / n).reshape(L, H, rows, cols).cpu().numpy(),
+        }
+
+
+@torch.no_grad()
+def compute_head_statistics(
+    model: torch.nn.Module,
+    probes: ProbeSet,
+    summary,
+    *,
+    batch_size: int = 8,
+    device: str | torch.device | None = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> HeadStatistics:
+    """Compute every head's statistics over ``probes``.
+
+    Args:
+        model: a timm VisionTransformer (the ancestor's ``.model``).
+        probes: the probe images, preprocessed for this model.
+        summary: the ancestor's :class:`~learngene.ancestors.AncestorSummary`.
+        batch_size: images per forward pass.
+        device: ``auto``, ``cpu`` or ``cuda``; the model is moved there for the computation and moved back.
+        progress: called as ``progress(images_done, images_total)`` after every batch.
+    """
+    if batch_size < 1:
+        raise LearngeneError(f"batch_size must be at least 1 (got {batch_size})")
+    if len(probes) == 0:
+        raise LearngeneError("the probe set is empty")
+    target = resolve_device(device)
+    original_device = next(model.parameters()).device
+    was_training = model.training
+    model.eval().to(target)
+    acc = _Accumulator(summary.num_layers, summary.num_heads, tuple(summary.grid_size), summary.patch_size,
+                       summary.num_prefix_tokens, target)
+    try:
+        with capture_attention(model, acc.add):
+            for batch in probes.batches(batch_size):
+                model(batch.to(target, non_blocking=True))
+                acc.images += batch.shape[0]
+                if progress is not None:
+                    progress(acc.images, len(probes))
+    finally:
+        model.to(original_device).train(was_training)
+    return HeadStatistics(
+        **acc.result(),
+        ancestor=summary.to_dict(),
+        probe=probes.description,
+        num_images=acc.images,
+    )
+
+
+@torch.no_grad()
+def attention_maps(model: torch.nn.Module, image: torch.Tensor, summary, layer: int) -> np.ndarray:
+    """All heads' attention at ``layer`` for one image (3, S, S): array (H, N, N), prefix tokens first."""
+    if not 0 <= layer < summary.num_layers:
+        raise LearngeneError(f"layer {layer} is out of range 0..{summary.num_layers - 1}")
+    captured: dict[int, torch.Tensor] = {}
+    device = next(model.parameters()).device
+    with capture_attention(model, lambda index, attn: captured.__setitem__(index, attn[0].float().cpu()), {layer}):
+        model.eval()(image.unsqueeze(0).to(device))
+    return captured[layer].numpy()
