@@ -1,0 +1,510 @@
+"""Launchers: how a run's worker process is started, watched and signalled, behind one interface.
+
+Every launcher builds an argument list (never a shell string) and can :meth:`~Launcher.describe` the equivalent
+shell command lines for the UI to show. ``local`` and ``torchrun`` start a child in a new session so that it outlives
+the app or the command line that launched it and so that a stop signal reaches its whole process group; ``slurm``
+submits through submitit (``cluster="local"`` runs the same SLURM-shaped job on this machine, which is how it is
+tested).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from learngene.errors import LearngeneError
+from learngene.runs import liveness
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "learngene.training.worker"
+STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
+
+
+@dataclass
+class LaunchHandle:
+    """What the registry needs to find a launched run again: a local process and/or a scheduler job."""
+
+    pid: int | None = None
+    pgid: int | None = None
+    proc_start: str | None = None
+    job_id: str | None = None
+
+
+def worker_command(module: str, run_dir: str | os.PathLike, resume: bool) -> list[str]:
+    """``python -m MODULE RUN_DIR [--resume]`` with this interpreter."""
+    return [sys.executable, "-m", module, *worker_args(run_dir, resume)]
+
+
+def worker_args(run_dir: str | os.PathLike, resume: bool) -> list[str]:
+    """The worker's own arguments: ``RUN_DIR [--resume]``."""
+    return [str(Path(run_dir).resolve())] + (["--resume"] if resume else [])
+
+
+def _child_env() -> dict[str, str]:
+    # Make the package importable in the child even from a source checkout that was never pip-installed, and keep
+    # its output unbuffered so stdout.log / stderr.log follow the run live.
+    import learngene
+
+    env = dict(os.environ)
+    root = str(Path(next(iter(learngene.__path__))).resolve().parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Launcher(ABC):
+    """Starts a run's worker and answers questions about it.
+
+    Subclasses are plain keyword-argument objects: :meth:`options` returns the arguments, which the registry stores
+    so that a resume relaunches the same way.
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def command(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        """The argument list that runs the worker for ``run_dir`` (on this node)."""
+
+    def describe(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        """Equivalent shell command lines, for display only (one per line / node)."""
+        return [shlex.join(self.command(run_dir, resume))]
+
+    @abstractmethod
+    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
+        """Start the run; returns at once with the handle."""
+
+    def slots(self) -> int:
+        """How many of this machine's slots the run occupies while it runs."""
+        return 1
+
+    def is_alive(self, record: dict[str, Any]) -> bool | None:
+        """Whether the run's process or job still runs; None when this machine cannot tell (another host)."""
+        if record.get("host") and record["host"] != socket.gethostname():
+            return None
+        return liveness.is_alive(record.get("pid"), record.get("proc_start"))
+
+    def exit_code(self, record: dict[str, Any]) -> int | None:
+        """The process's exit code if this process launched it and it has ended, else None."""
+        return liveness.child_exit_code(record.get("pid"))
+
+    def stop(self, record: dict[str, Any], force: bool = False) -> bool:
+        """Ask the run to checkpoint and exit (SIGTERM), or kill it (``force``). Returns whether it was signalled."""
+        sig = signal.SIGKILL if force else signal.SIGTERM
+        return liveness.signal_group(record.get("pid"), record.get("pgid"), record.get("proc_start"), sig)
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that recreate this launcher."""
+        return {}
+
+
+class LocalLauncher(Launcher):
+    """One worker process on this machine, in its own session (it survives the caller and owns a process group)."""
+
+    name = "local"
+
+    def __init__(self, worker_module: str = WORKER_MODULE) -> None:
+        # Any module with the worker's command line works; tests substitute a tiny fake one.
+        self.worker_module = worker_module
+
+    def options(self) -> dict[str, Any]:
+        return {} if self.worker_module == WORKER_MODULE else {"worker_module": self.worker_module}
+
+    def command(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        return worker_command(self.worker_module, run_dir, resume)
+
+    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
+        run_dir = Path(run_dir)
+        argv = self.command(run_dir, resume)
+        with open(run_dir / STDOUT_LOG, "ab") as out, open(run_dir / STDERR_LOG, "ab") as err:
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=run_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=_child_env(),
+                    # A new session: no controlling terminal (Ctrl-C in the launching shell does not reach it), it
+                    # outlives the app, and its pid is the process group that stop() signals.
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as error:
+                raise LearngeneError(f"cannot start {argv[0]}: {error}") from error
+        liveness.track_child(process)
+        return LaunchHandle(
+            pid=process.pid, pgid=process.pid, proc_start=liveness.process_start_time(process.pid)
+        )
+
+
+class TorchrunLauncher(LocalLauncher):
+    """``torch.distributed.run`` (torchrun): the GPUs of this machine, or one node of a multi-node job.
+
+    Args:
+        nproc_per_node: Worker processes on this node (one per GPU).
+        nnodes: Number of nodes; above 1 the same command runs on every node with its own ``node_rank``.
+        node_rank: This node's rank (multi-node only).
+        rdzv_endpoint: ``host:port`` of the rendezvous (required for several nodes).
+        rdzv_id: Job id shared by all nodes (defaults to the run directory's name).
+        rdzv_backend: Rendezvous backend.
+        standalone: Single-node mode with a private rendezvous (the default when ``nnodes == 1``).
+    """
+
+    name = "torchrun"
+
+    def __init__(
+        self,
+        nproc_per_node: int = 1,
+        nnodes: int = 1,
+        node_rank: int = 0,
+        rdzv_endpoint: str | None = None,
+        rdzv_id: str | None = None,
+        rdzv_backend: str = "c10d",
+        standalone: bool | None = None,
+        worker_module: str = WORKER_MODULE,
+    ) -> None:
+        super().__init__(worker_module)
+        if int(nproc_per_node) < 1 or int(nnodes) < 1:
+            raise LearngeneError("torchrun needs --nproc-per-node >= 1 and --nnodes >= 1")
+        if not 0 <= int(node_rank) < int(nnodes):
+            raise LearngeneError(f"--node-rank must be between 0 and {int(nnodes) - 1}, got {node_rank}")
+        if int(nnodes) > 1 and not rdzv_endpoint:
+            raise LearngeneError("torchrun on several nodes needs --rdzv-endpoint HOST:PORT")
+        self.nproc_per_node = int(nproc_per_node)
+        self.nnodes = int(nnodes)
+        self.node_rank = int(node_rank)
+        self.rdzv_endpoint = rdzv_endpoint
+        self.rdzv_id = rdzv_id
+        self.rdzv_backend = rdzv_backend
+        self.standalone = (self.nnodes == 1) if standalone is None else bool(standalone)
+
+    def _torchrun_args(self, run_dir: str | os.PathLike, node_rank: int) -> list[str]:
+        if self.standalone:
+            return ["--standalone", "--nnodes", "1", "--nproc-per-node", str(self.nproc_per_node)]
+        return [
+            "--nnodes", str(self.nnodes),
+            "--nproc-per-node", str(self.nproc_per_node),
+            "--node-rank", str(node_rank),
+            "--rdzv-backend", self.rdzv_backend,
+            "--rdzv-endpoint", str(self.rdzv_endpoint),
+            "--rdzv-id", self.rdzv_id or Path(run_dir).name,
+        ]  # fmt: skip
+
+    def command(
+        self, run_dir: str | os.PathLike, resume: bool = False, node_rank: int | None = None
+    ) -> list[str]:
+        rank = self.node_rank if node_rank is None else node_rank
+        return [
+            sys.executable, "-m", "torch.distributed.run",
+            *self._torchrun_args(run_dir, rank),
+            "-m", self.worker_module, *worker_args(run_dir, resume),
+        ]  # fmt: skip
+
+    def describe(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        if self.standalone:
+            return [shlex.join(self.command(run_dir, resume))]
+        return [
+            f"# node {rank}: " + shlex.join(self.command(run_dir, resume, rank))
+            for rank in range(self.nnodes)
+        ]
+
+    def slots(self) -> int:
+        return self.nproc_per_node
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "nproc_per_node": self.nproc_per_node,
+            "nnodes": self.nnodes,
+            "node_rank": self.node_rank,
+            "rdzv_endpoint": self.rdzv_endpoint,
+            "rdzv_id": self.rdzv_id,
+            "rdzv_backend": self.rdzv_backend,
+            "standalone": self.standalone,
+            **super().options(),
+        }
+
+
+@dataclass
+class WorkerJob:
+    """The callable submitit runs on each node: the worker (or torchrun over the node's GPUs) as a subprocess.
+
+    A subprocess rather than an in-process call so the worker gets exactly the same command line as with the other
+    launchers; SIGTERM / SIGINT / SIGUSR2 (SLURM's warning before the time limit) are forwarded to it so that
+    ``scancel --signal=TERM`` checkpoints and stops the run like a local stop.
+    """
+
+    run_dir: str
+    resume: bool
+    nodes: int = 1
+    gpus_per_node: int = 0
+    worker_module: str = WORKER_MODULE
+    rdzv_port: int = 29500
+
+    def command(self, node: int = 0, master: str = "localhost", job_id: str = "0") -> list[str]:
+        if self.nodes * max(self.gpus_per_node, 1) <= 1:
+            return worker_command(self.worker_module, self.run_dir, self.resume)
+        torchrun = TorchrunLauncher(
+            nproc_per_node=max(self.gpus_per_node, 1),
+            nnodes=self.nodes,
+            node_rank=node,
+            rdzv_endpoint=f"{master}:{self.rdzv_port}",
+            rdzv_id=job_id,
+            standalone=self.nodes == 1,
+            worker_module=self.worker_module,
+        )
+        return torchrun.command(self.run_dir, self.resume)
+
+    def __call__(self) -> int:
+        import submitit
+
+        try:
+            env = submitit.JobEnvironment()
+            argv = self.command(env.node, env.hostnames[0], str(env.job_id))
+        except RuntimeError:  # not inside a submitit job (the in-process "debug" executor)
+            argv = self.command()
+        run_dir = Path(self.run_dir)
+        with open(run_dir / STDOUT_LOG, "ab") as out, open(run_dir / STDERR_LOG, "ab") as err:
+            process = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, env=_child_env())
+
+        def forward(signum: int, _frame: Any) -> None:
+            process.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGUSR2", None) else signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", None)):
+            if sig is not None:
+                signal.signal(sig, forward)
+        code = process.wait()
+        # The worker's own result.json is the source of truth; the code only matters to SLURM's accounting.
+        return code
+
+
+# SLURM job states that mean "not finished yet" (anything else: look at result.json).
+_SLURM_ACTIVE = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "RESIZING",
+    "SUSPENDED",
+    "UNKNOWN",
+}
+
+
+class SlurmLauncher(Launcher):
+    """A SLURM job through submitit.
+
+    Args:
+        partition: SLURM partition (``--partition``).
+        nodes: Number of nodes.
+        gpus_per_node: GPUs per node; with more than one GPU in all the job runs torchrun on each node.
+        time_min: Time limit in minutes.
+        cpus_per_task: CPUs for the task on each node.
+        mem_gb: Memory per node.
+        extra: Further sbatch options, e.g. ``{"account": "proj", "qos": "high"}`` (``--account=proj --qos=high``).
+        cluster: submitit cluster: None picks SLURM when available, ``"local"`` runs the job on this machine.
+    """
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        partition: str | None = None,
+        nodes: int = 1,
+        gpus_per_node: int = 1,
+        time_min: int = 60,
+        cpus_per_task: int | None = None,
+        mem_gb: float | None = None,
+        extra: dict[str, Any] | None = None,
+        cluster: str | None = None,
+        worker_module: str = WORKER_MODULE,
+    ) -> None:
+        self.worker_module = worker_module
+        if int(nodes) < 1 or int(gpus_per_node) < 0 or int(time_min) < 1:
+            raise LearngeneError("slurm needs --nodes >= 1, --gpus-per-node >= 0 and --time-min >= 1")
+        if cluster not in (None, "slurm", "local", "debug"):
+            raise LearngeneError(f"unknown submitit cluster {cluster!r}: use slurm, local or debug")
+        self.partition = partition
+        self.nodes = int(nodes)
+        self.gpus_per_node = int(gpus_per_node)
+        self.time_min = int(time_min)
+        self.cpus_per_task = cpus_per_task
+        self.mem_gb = mem_gb
+        self.extra = dict(extra or {})
+        self.cluster = cluster
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "nodes": self.nodes,
+            "gpus_per_node": self.gpus_per_node,
+            "time_min": self.time_min,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "extra": self.extra,
+            "cluster": self.cluster,
+            **({} if self.worker_module == WORKER_MODULE else {"worker_module": self.worker_module}),
+        }
+
+    def slots(self) -> int:
+        return 0  # the cluster's scheduler queues SLURM jobs, not our local slots
+
+    def _job(self, run_dir: str | os.PathLike, resume: bool) -> WorkerJob:
+        return WorkerJob(
+            str(Path(run_dir).resolve()), resume, self.nodes, self.gpus_per_node, self.worker_module
+        )
+
+    def command(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        return self._job(run_dir, resume).command(0, "$MASTER_HOST", "$SLURM_JOB_ID")
+
+    def sbatch_options(self, run_dir: str | os.PathLike) -> list[str]:
+        """The ``#SBATCH`` options this launcher asks for (as submitit will write them)."""
+        opts = [f"--job-name={Path(run_dir).name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        opts.append(f"--time={self.time_min}")
+        if self.partition:
+            opts.append(f"--partition={self.partition}")
+        if self.gpus_per_node:
+            opts.append(f"--gpus-per-node={self.gpus_per_node}")
+        if self.cpus_per_task:
+            opts.append(f"--cpus-per-task={self.cpus_per_task}")
+        if self.mem_gb:
+            opts.append(f"--mem={int(self.mem_gb)}G")
+        opts += [f"--{key.replace('_', '-')}={value}" for key, value in self.extra.items()]
+        return opts
+
+    def describe(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
+        lines = [f"#SBATCH {opt}" for opt in self.sbatch_options(run_dir)]
+        return lines + [f"srun {shlex.join(self.command(run_dir, resume))}"]
+
+    def _executor(self, run_dir: Path):
+        try:
+            import submitit
+        except ImportError as error:
+            raise LearngeneError("the slurm launcher needs submitit: pip install submitit") from error
+        executor = submitit.AutoExecutor(folder=run_dir / "submitit", cluster=self.cluster)
+        params: dict[str, Any] = {
+            "name": run_dir.name,
+            "timeout_min": self.time_min,
+            "nodes": self.nodes,
+            "tasks_per_node": 1,
+            "gpus_per_node": self.gpus_per_node,
+        }
+        if self.cpus_per_task:
+            params["cpus_per_task"] = int(self.cpus_per_task)
+        if self.mem_gb:
+            params["mem_gb"] = self.mem_gb
+        if executor.cluster == "slurm":
+            if self.partition:
+                params["slurm_partition"] = self.partition
+            if self.extra:
+                params["slurm_additional_parameters"] = {
+                    k.replace("-", "_"): v for k, v in self.extra.items()
+                }
+        elif executor.cluster == "local":
+            params.pop("nodes")  # the local executor runs one node
+            if self.nodes > 1:
+                raise LearngeneError(
+                    "submitit's local cluster runs one node; use --nodes 1 or a real SLURM cluster"
+                )
+            params["gpus_per_node"] = min(self.gpus_per_node, _visible_gpu_count())
+        try:
+            executor.update_parameters(**params)
+        except (ValueError, TypeError) as error:
+            raise LearngeneError(f"invalid slurm options: {error}") from error
+        return executor
+
+    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
+        run_dir = Path(run_dir).resolve()
+        executor = self._executor(run_dir)
+        try:
+            job = executor.submit(self._job(run_dir, resume))
+        except Exception as error:  # submitit raises plain exceptions for sbatch failures
+            raise LearngeneError(
+                f"SLURM submission failed: {str(error).strip().splitlines()[-1:]}"
+            ) from error
+        if executor.cluster == "local":
+            # The local "job" is a controller process of ours; watch it like a local run (its id is its pid).
+            process = job._process  # noqa: SLF001 - submitit exposes no public accessor
+            liveness.track_child(process)
+            return LaunchHandle(
+                pid=process.pid, proc_start=liveness.process_start_time(process.pid), job_id=job.job_id
+            )
+        return LaunchHandle(job_id=str(job.job_id))
+
+    def is_alive(self, record: dict[str, Any]) -> bool | None:
+        if self.cluster == "local" or record.get("pid"):
+            return super().is_alive(record)
+        if self.cluster == "debug":
+            return False  # ran to completion inside submit()
+        try:
+            import submitit
+
+            state = submitit.SlurmJob(Path(record["run_dir"]) / "submitit", str(record["job_id"])).state
+        except Exception as error:  # sacct missing or failing: cannot tell
+            log.debug("cannot query SLURM job %s: %s", record.get("job_id"), error)
+            return None
+        return state.split()[0].upper() in _SLURM_ACTIVE
+
+    def stop(self, record: dict[str, Any], force: bool = False) -> bool:
+        if record.get("pid"):
+            # Local cluster: the controller forwards SIGTERM to the task, which forwards it to the worker.
+            sig = signal.SIGKILL if force else signal.SIGTERM
+            return liveness.signal_group(record["pid"], None, record.get("proc_start"), sig)
+        if not record.get("job_id"):
+            return False
+        argv = (
+            ["scancel", str(record["job_id"])]
+            if force
+            else ["scancel", "--signal=TERM", str(record["job_id"])]
+        )
+        try:
+            subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise LearngeneError(f"scancel failed for job {record['job_id']}: {error}") from error
+        return True
+
+
+def _visible_gpu_count() -> int:
+    # Avoid importing torch (seconds) on machines that clearly have no NVIDIA GPU.
+    if not (os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")):
+        return 0
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # a broken CUDA install counts as no GPU
+        return 0
+
+
+LAUNCHERS: dict[str, type[Launcher]] = {
+    "local": LocalLauncher,
+    "torchrun": TorchrunLauncher,
+    "slurm": SlurmLauncher,
+}
+
+
+def make_launcher(name: str, options: dict[str, Any] | None = None) -> Launcher:
+    """Build a launcher by name from its keyword options; LearngeneError for unknown names or options."""
+    cls = LAUNCHERS.get(name)
+    if cls is None:
+        raise LearngeneError(f"unknown launcher {name!r}: choose one of {', '.join(LAUNCHERS)}")
+    try:
+        return cls(**(options or {}))
+    except TypeError as error:
+        raise LearngeneError(f"invalid options for the {name} launcher: {error}") from error
+
+
+def handle_dict(handle: LaunchHandle) -> dict[str, Any]:
+    """The handle as registry columns."""
+    return asdict(handle)

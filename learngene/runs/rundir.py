@@ -1,0 +1,106 @@
+"""Reading what a worker writes into its run directory: metrics, final result, logs.
+
+These readers never trust the files to be complete: a worker may be writing the last line right now, or may have
+been killed in the middle of one, so torn or malformed lines are skipped rather than raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+TRAIN_LOG = "train.log"
+
+_TAIL_BYTES = 64 * 1024
+
+
+def _parse_lines(lines: list[str]) -> list[dict[str, Any]]:
+    records = []
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line being written right now, or torn by a kill
+        if isinstance(value, dict):
+            records.append(value)
+    return records
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete line of ``metrics.jsonl`` (start / train / eval records), oldest first."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return _parse_lines(text.splitlines())
+
+
+def metrics_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Latest ``step`` / ``epoch``, ``total_steps``, ``best_top1``, last ``top1`` and ``loss``, without reading the
+    whole file: the first line (the start record) and the last 64 KiB are enough because every eval line carries the
+    running ``best_top1``.
+    """
+    summary: dict[str, Any] = {"step": None, "epoch": None, "total_steps": None, "best_top1": None, "top1": None,
+                               "loss": None, "eta_s": None, "images_per_s": None}  # fmt: skip
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline().decode("utf-8", errors="replace")
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _TAIL_BYTES))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return summary
+    lines = tail.splitlines()
+    if size > _TAIL_BYTES and lines:
+        lines = lines[1:]  # the first tail line is probably cut in the middle
+    records = _parse_lines([first]) + _parse_lines(lines)
+    for record in records:
+        kind = record.get("kind")
+        if kind == "start" and record.get("total_steps") is not None:
+            summary["total_steps"] = record["total_steps"]
+        for key in ("step", "epoch"):
+            if record.get(key) is not None:
+                summary[key] = record[key]
+        if kind == "train":
+            for key in ("loss", "eta_s", "images_per_s"):
+                summary[key] = record.get(key, summary[key])
+        elif kind == "eval":
+            summary["top1"] = record.get("top1", summary["top1"])
+            best = record.get("best_top1", record.get("top1"))
+            if best is not None and (summary["best_top1"] is None or best > summary["best_top1"]):
+                summary["best_top1"] = best
+    return summary
+
+
+def read_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The worker's final ``result.json``, or None if absent or unreadable (a worker killed while writing it)."""
+    try:
+        value = json.loads((Path(run_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) and value.get("state") else None
+
+
+def tail_lines(path: str | os.PathLike, n: int = 20) -> list[str]:
+    """The last ``n`` lines of a text file (empty if missing)."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            # Enough bytes for n long lines; fall back to the whole file for small ones.
+            handle.seek(max(0, size - max(_TAIL_BYTES, n * 400)))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(deque(text.splitlines(), maxlen=n))
