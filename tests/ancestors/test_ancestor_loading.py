@@ -1,0 +1,135 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from learngene import LearngeneError, load_ancestor
+from learngene.ancestors import builtin
+
+
+def test_builtin_conversion_matches_the_onnx_graph(builtin_ancestor):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    graph = onnx.load(str(builtin.onnx_path()))
+    graph.graph.output.append(onnx.helper.make_empty_tensor_value_info(builtin.ONNX_OUTPUT_FEATURES))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    expected = session.run([builtin.ONNX_OUTPUT_FEATURES], {"input_image": x.numpy()})[0]
+    with torch.no_grad():
+        got = builtin_ancestor.model.forward_features(x).numpy()
+    assert got.shape == expected.shape == (2, 257, 384)
+    assert np.abs(got - expected).max() < 1e-3
+
+
+def test_builtin_summary(builtin_ancestor):
+    s = builtin_ancestor.summary
+    assert (s.arch, s.num_layers, s.num_heads, s.embed_dim, s.head_dim) == ("vit_small_patch14_dinov2", 12, 6, 384, 64)
+    assert (s.patch_size, s.img_size, s.grid_size, s.num_prefix_tokens) == (14, 224, (16, 16), 1)
+    assert s.layer_scale and s.qkv_bias and s.pretrained
+    assert s.num_params == sum(p.numel() for p in builtin_ancestor.model.parameters())
+    assert s.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert not builtin_ancestor.model.training
+
+
+def test_builtin_cache_is_reused_and_a_corrupt_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNGENE_CACHE_DIR", str(tmp_path))
+    first = builtin.builtin_state_dict()
+    path = builtin.cached_weights_path()
+    assert path.parent == tmp_path and path.is_file()
+    path.write_bytes(b"truncated")
+    again = builtin.builtin_state_dict()
+    assert torch.equal(first["blocks.3.attn.qkv.weight"], again["blocks.3.attn.qkv.weight"])
+
+
+@pytest.mark.parametrize("name, patch, prefix", [
+    ("vit_tiny_patch16_224", 16, 1),
+    ("vit_small_patch14_reg4_dinov2", 14, 5),
+    ("vit_base_patch8_224", 8, 1),
+])
+def test_random_models_of_the_vit_family(name, patch, prefix):
+    ancestor = load_ancestor(f"random:{name}", img_size=112)
+    s = ancestor.summary
+    assert (s.patch_size, s.num_prefix_tokens, s.img_size) == (patch, prefix, 112)
+    assert s.grid_size == (112 // patch, 112 // patch)
+    assert not s.pretrained
+
+
+def _tiny_weights(tmp_path):
+    source = load_ancestor("random:vit_tiny_patch16_224", img_size=64)
+    return source, source.model.state_dict()
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "pth-model", "pt-state_dict-module", "dir"])
+def test_weights_files_load_through_the_adapter(tmp_path, layout):
+    source, state = _tiny_weights(tmp_path)
+    if layout == "safetensors":
+        path = tmp_path / "w.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    elif layout == "pth-model":
+        path = tmp_path / "w.pth"
+        torch.save({"model": state, "epoch": 3}, path)
+    elif layout == "pt-state_dict-module":
+        path = tmp_path / "w.pt"
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    else:
+        (tmp_path / "d").mkdir()
+        torch.save(state, tmp_path / "d" / "weights.pth")
+        path = tmp_path / "d"
+    loaded = load_ancestor(f"{path}@vit_tiny_patch16_224", img_size=64)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), source.model(x), atol=1e-6)
+    # --arch is the alternative to @ARCH
+    assert load_ancestor(str(path), arch="vit_tiny_patch16_224", img_size=64).summary.num_layers == 12
+
+
+def test_weights_at_another_resolution_are_resampled(tmp_path):
+    _, state = _tiny_weights(tmp_path)
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    loaded = load_ancestor(f"{path}@vit_tiny_patch16_224", img_size=96)
+    assert loaded.model.pos_embed.shape[1] == 1 + 6 * 6
+
+
+def test_a_missing_classifier_is_reported_not_fatal(tmp_path):
+    _, state = _tiny_weights(tmp_path)
+    path = tmp_path / "w.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("head.")}, path)
+    loaded = load_ancestor(f"{path}@vit_tiny_patch16_224", img_size=64)
+    assert loaded.load_report.missing == ["head.weight", "head.bias"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("deit_smal_patch16_224", "did you mean deit_small_patch16_224"),
+    ("random:not_a_model_at_all", "unknown model name"),
+    ("/no/such/file.pth@vit_tiny_patch16_224", "does not exist"),
+    ("weights.pth", "needs its architecture"),
+])
+def test_bad_specs_say_what_to_do(spec, message):
+    with pytest.raises(LearngeneError, match=message):
+        load_ancestor(spec)
+
+
+def test_offline_uncached_hub_model_fails_fast_with_a_hint():
+    start = time.monotonic()
+    with pytest.raises(LearngeneError, match="builtin"):
+        load_ancestor("deit_small_patch16_224")
+    assert time.monotonic() - start < 1.0
+
+
+def test_corrupt_and_mismatched_weights_are_clear_errors(tmp_path):
+    corrupt = tmp_path / "broken.safetensors"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(LearngeneError, match="corrupt"):
+        load_ancestor(f"{corrupt}@vit_tiny_patch16_224")
+    _, state = _tiny_weights(tmp_path)
+    path = tmp_path / "tiny.pth"
+    torch.save(state, path)
+    with pytest.raises(LearngeneError, match="architecture"):
+        load_ancestor(f"{path}@vit_small_patch16_224", img_size=64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LearngeneError, match="no weights file"):
+        load_ancestor(f"{empty}@vit_tiny_patch16_224")
