@@ -1,0 +1,89 @@
+"""Checkpoints of a run (model, optimizer, scheduler, scaler, EMA, step, RNG states) and their safe loading.
+
+Everything saved is tensors, numbers, strings, lists and dicts, so :func:`load_checkpoint` can use
+``torch.load(weights_only=True)`` and never unpickle arbitrary objects from a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learngene.errors import LearngeneError
+from learngene.training.metrics_log import disk_error
+
+log = logging.getLogger(__name__)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA generator states as tensors and plain numbers."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "internal": torch.tensor(py_internal, dtype=torch.int64), "gauss": py_gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA only when the device count matches)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["internal"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                         npst["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a failed write (full disk) leaves the previous file intact.
+
+    Raises:
+        LearngeneError: the disk is full or the path is not writable.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(path, error) from None
+    except RuntimeError as error:  # torch's zip writer reports a short write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise LearngeneError(f"could not write checkpoint {path}: {error}".replace("\n", " ")) from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing pickled code.
+
+    Raises:
+        LearngeneError: the file is missing, truncated, corrupt or not a learngene training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LearngeneError(f"checkpoint not found: {path} (nothing to resume; start the run without --resume)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LearngeneError(f"checkpoint {path} is corrupt or unreadable ({reason[:200]})") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise LearngeneError(f"{path} is not a learngene training checkpoint (no model/step entries)")
+    return state

@@ -1,0 +1,296 @@
+"""Datasets, transforms, samplers and loaders for fine-tuning.
+
+Every dataset resolves to a pair of *untransformed* datasets (train, val) returning ``(PIL image, int)``; the train and
+eval transforms are attached by :class:`TransformedSubset`, so one source can be split without loading it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+from learngene.errors import LearngeneError
+from learngene.training.builtin_datasets import BUILTIN_LOADERS
+from learngene.training.config import FOLDER_DATASETS, TORCHVISION_DATASETS, TrainConfig
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VAL_DIR_NAMES = ("val", "validation", "test")
+SPLIT_SEED = 0  # fixed so a dataset's train/val split never depends on the run's seed
+
+
+class TransformedSubset(Dataset):
+    """A view of ``base`` restricted to ``indices`` (all when None) with ``transform`` applied to the image."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int] | None, transform: Callable | None) -> None:
+        self.base = base
+        self.indices = list(indices) if indices is not None else None
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, target = self.base[self.indices[index] if self.indices is not None else index]
+        return (self.transform(image) if self.transform is not None else image), target
+
+
+@dataclass
+class DataSplits:
+    """Untransformed train and validation datasets and their class names."""
+
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    builtin: bool = False  # rendered at model resolution: evaluate without the 0.875 centre crop
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------------------------------
+def _targets_of(dataset: Dataset) -> list[int]:
+    for name in ("targets", "_labels", "_samples"):
+        value = getattr(dataset, name, None)
+        if value is not None:
+            return [int(v[1]) if isinstance(v, tuple) else int(v) for v in value]
+    return [int(dataset[i][1]) for i in range(len(dataset))]
+
+
+def stratified_split(targets: Sequence[int], val_fraction: float, seed: int = SPLIT_SEED) -> tuple[list[int], list[int]]:
+    """Indices (train, val) with about ``val_fraction`` of every class in val (at least one per class of 2+)."""
+    rng = np.random.RandomState(seed)
+    targets = np.asarray(targets)
+    train, val = [], []
+    for label in np.unique(targets):
+        members = np.flatnonzero(targets == label)
+        rng.shuffle(members)
+        n_val = int(round(len(members) * val_fraction))
+        n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
+        val.extend(members[:n_val].tolist())
+        train.extend(members[n_val:].tolist())
+    return sorted(train), sorted(val)
+
+
+def _image_folder(path: Path):
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise LearngeneError(f"image folder {path} has no usable images: {error}".replace("\n", " ")) from None
+
+
+def _folder_splits(root: Path, val_fraction: float) -> DataSplits:
+    if not root.is_dir():
+        raise LearngeneError(f"dataset folder not found: {root}")
+    val_dir = next((root / name for name in VAL_DIR_NAMES if (root / name).is_dir()), None)
+    if (root / "train").is_dir() and val_dir is not None:
+        train, val = _image_folder(root / "train"), _image_folder(val_dir)
+        if train.classes != val.classes:
+            only_train = sorted(set(train.classes) - set(val.classes))[:5]
+            only_val = sorted(set(val.classes) - set(train.classes))[:5]
+            raise LearngeneError(
+                f"{root}: train/ and {val_dir.name}/ have different classes "
+                f"(only in train: {only_train}, only in {val_dir.name}: {only_val})"
+            )
+        return DataSplits(train, val, list(train.classes))
+    full = _image_folder(root)
+    train_idx, val_idx = stratified_split(full.targets, val_fraction)
+    if not val_idx:
+        raise LearngeneError(f"{root} has too few images to hold out a validation fraction of {val_fraction}")
+    return DataSplits(TransformedSubset(full, train_idx, None), TransformedSubset(full, val_idx, None), list(full.classes))
+
+
+def _torchvision_splits(name: str, root: Path, download: bool) -> DataSplits:
+    import torchvision.datasets as tvd
+
+    def make(factory: Callable[..., Dataset], **kwargs: Any) -> Dataset:
+        try:
+            return factory(str(root), download=download, **kwargs)
+        except (RuntimeError, OSError, ValueError) as error:
+            hint = "" if download else " (downloads are off: drop --no-download or place the files there)"
+            raise LearngeneError(
+                f"could not load dataset {name} from {root}: {error}{hint}".replace("\n", " ")
+            ) from None
+
+    if name in ("cifar10", "cifar100"):
+        factory = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        train, val = make(factory, train=True), make(factory, train=False)
+        classes = list(train.classes)
+    elif name == "flowers102":
+        # The paper's convention: train on train+val (2,040 images), report on the 6,149-image test split.
+        train = ConcatDataset([make(tvd.Flowers102, split="train"), make(tvd.Flowers102, split="val")])
+        val = make(tvd.Flowers102, split="test")
+        classes = list(getattr(val, "classes", None) or [str(i) for i in range(102)])
+    elif name == "food101":
+        train, val = make(tvd.Food101, split="train"), make(tvd.Food101, split="test")
+        classes = list(train.classes)
+    elif name == "stanford-cars":
+        train, val = make(tvd.StanfordCars, split="train"), make(tvd.StanfordCars, split="test")
+        classes = list(train.classes)
+    else:  # pragma: no cover - guarded by TORCHVISION_DATASETS
+        raise LearngeneError(f"unknown torchvision dataset {name}")
+    return DataSplits(train, val, classes)
+
+
+def load_splits(config: TrainConfig) -> DataSplits:
+    """Resolve ``config.dataset`` to untransformed train/val datasets and check ``num_classes``.
+
+    Raises:
+        LearngeneError: unknown dataset, empty or missing folder, failed download, or a class count that differs
+            from ``config.num_classes``.
+    """
+    name = str(config.dataset).strip()
+    key = name.lower()
+    if key in BUILTIN_LOADERS:
+        full = BUILTIN_LOADERS[key](config.img_size)
+        train_idx, val_idx = stratified_split(full.targets, config.val_fraction)
+        splits = DataSplits(
+            TransformedSubset(full, train_idx, None), TransformedSubset(full, val_idx, None), full.classes, builtin=True
+        )
+    elif key in TORCHVISION_DATASETS:
+        root = Path(config.data_root or Path(os.environ.get("LEARNGENE_DATA_DIR", "~/.cache/learngene/data")) / key)
+        splits = _torchvision_splits(key, root.expanduser(), config.download)
+    elif key in FOLDER_DATASETS:
+        if not config.data_root:
+            raise LearngeneError(f"dataset {name} needs --data-root pointing at its image folder")
+        splits = _folder_splits(Path(config.data_root).expanduser(), config.val_fraction)
+    elif Path(name).expanduser().is_dir():
+        splits = _folder_splits(Path(name).expanduser(), config.val_fraction)
+    else:
+        raise LearngeneError(f"unknown dataset {name!r}: not a folder and not a known dataset name")
+    if len(splits.train) == 0 or len(splits.val) == 0:
+        raise LearngeneError(f"dataset {name} is empty (train {len(splits.train)}, val {len(splits.val)} images)")
+    if config.num_classes is not None and config.num_classes != splits.num_classes:
+        shown = ", ".join(splits.classes[:8]) + (", ..." if splits.num_classes > 8 else "")
+        raise LearngeneError(
+            f"dataset {name} has {splits.num_classes} classes ({shown}) but --num-classes is {config.num_classes}"
+        )
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Transforms
+# ---------------------------------------------------------------------------------------------------------------------
+def build_transforms(
+    config: TrainConfig, mean: Sequence[float], std: Sequence[float], builtin: bool = False
+) -> tuple[Callable, Callable]:
+    """timm train transform (RandomResizedCrop, flip, RandAugment, random erasing) and eval transform.
+
+    Evaluation resizes the short side to ``img_size / 0.875`` and centre-crops (256 -> 224, the paper's protocol);
+    built-in datasets are already rendered at ``img_size`` and are evaluated whole.
+    """
+    from timm.data import create_transform
+
+    train = create_transform(
+        config.img_size,
+        is_training=True,
+        auto_augment=config.randaugment_policy,
+        color_jitter=0.0 if config.randaugment_policy is None else 0.4,
+        re_prob=config.reprob,
+        re_mode="pixel",
+        re_count=1,
+        interpolation="bicubic",
+        mean=tuple(mean),
+        std=tuple(std),
+    )
+    evaluation = create_transform(
+        config.img_size,
+        is_training=False,
+        interpolation="bicubic",
+        crop_pct=1.0 if builtin else 0.875,
+        mean=tuple(mean),
+        std=tuple(std),
+    )
+    return train, evaluation
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Sampling and loading
+# ---------------------------------------------------------------------------------------------------------------------
+class ResumableSampler(Sampler[int]):
+    """Seeded per-epoch shuffling, sharded over processes, that can start part-way through an epoch.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run that skips the samples already seen
+    trains on exactly the batches the uninterrupted run would have. For training the index list is padded to a
+    multiple of the world size (every rank takes the same number of steps); for evaluation it is not (every image is
+    counted exactly once, metrics are summed over ranks).
+
+    Args:
+        length: dataset size.
+        rank: this process's index; world_size: number of processes.
+        shuffle: permute per epoch (train) or keep order (eval).
+        pad: pad the shards to equal length.
+    """
+
+    def __init__(self, length: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0,
+                 pad: bool = True) -> None:
+        self.length, self.rank, self.world_size = length, rank, world_size
+        self.shuffle, self.seed, self.pad = shuffle, seed, pad
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's permutation and skip its first ``start`` samples of this rank's shard."""
+        self.epoch, self.start = int(epoch), int(start)
+
+    def _shard(self) -> list[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        if self.pad and self.world_size > 1:
+            total = math.ceil(self.length / self.world_size) * self.world_size
+            order += order[: total - self.length]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._shard()[self.start :])
+
+    def __len__(self) -> int:
+        return max(0, len(self._shard()) - self.start)
+
+    def shard_size(self) -> int:
+        """Samples this rank sees in a full epoch (independent of ``start``)."""
+        if self.pad and self.world_size > 1:
+            return math.ceil(self.length / self.world_size)
+        return len(range(self.rank, self.length, self.world_size))
+
+
+def default_workers(device_type: str) -> int:
+    """Loader workers per process: enough to keep a GPU fed; on CPU leave cores to the model's own threads."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device_type == "cuda":
+        return max(2, min(8, cpus))
+    return max(0, min(2, cpus // 2))
+
+
+def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, workers: int, pin_memory: bool,
+                drop_last: bool, seed: int) -> DataLoader:
+    """A DataLoader over ``sampler`` with persistent, prefetching workers."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation RNGs reproducibly
+    )

@@ -1,0 +1,389 @@
+"""The runner: sets a run up from its directory, drives epochs of training and evaluation, and records everything.
+
+:func:`learngene.training.worker.run_training` wraps it with signal handling, error reporting and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from learngene.errors import LearngeneError
+from learngene.training import checkpoint as ckpt
+from learngene.training.config import TrainConfig
+from learngene.training.data import ResumableSampler, build_transforms, default_workers, load_splits, make_loader
+from learngene.training.data import TransformedSubset
+from learngene.training.distributed import DistInfo, any_rank, barrier
+from learngene.training.engine import StepContext, evaluate, train_one_epoch
+from learngene.training.metrics_log import MetricsLogger, write_json_atomic
+from learngene.training.model import build_model
+from learngene.training.optim import WarmupCosine, build_optimizer
+
+log = logging.getLogger("learngene.training")
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler (or a test); the runner checks it after every optimizer step."""
+
+    requested: bool = False
+    reason: str = ""
+
+    def request(self, reason: str = "stop requested") -> None:
+        self.requested, self.reason = True, reason
+
+
+@dataclass
+class RunOutcome:
+    """How the training loop ended (``state`` is succeeded or stopped; failures raise)."""
+
+    state: str
+    step: int
+    epoch: int
+    best_top1: float | None
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(config: TrainConfig, dist: DistInfo) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise LearngeneError("--device cuda was asked for but no CUDA GPU is visible (use --device cpu)")
+        return torch.device("cuda", dist.local_rank if dist.distributed else torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_amp(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on CUDA where supported, else fp16 on CUDA, full precision on CPU (CPU autocast is slower)."""
+    if config.amp == "off" or (config.amp == "auto" and device.type != "cuda"):
+        return None
+    if config.amp == "fp16":
+        if device.type != "cuda":
+            raise LearngeneError("--amp fp16 needs a CUDA GPU (use --amp bf16 or off on CPU)")
+        return torch.float16
+    if config.amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "timm", "numpy", "learngene"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from, if it is one (never fails a run)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def oom_message(config: TrainConfig, device: torch.device) -> str:
+    smaller = max(1, config.batch_size // 2)
+    if config.mixup_active and smaller % 2:
+        smaller = max(2, smaller - 1)
+    where = "GPU" if device.type == "cuda" else "CPU"
+    return (f"batch size {config.batch_size} does not fit in {where} memory: try --batch-size {smaller} "
+            f"(with --accum-steps {config.accum_steps * 2} to keep the total batch)")
+
+
+class Runner:
+    """Owns one run's model, data, optimizer and records; :meth:`run` trains until done, stopped or max_steps.
+
+    Args:
+        run_dir: the run directory holding ``config.yaml``.
+        config: the validated configuration.
+        dist: this process's place in the process group.
+        resume: continue from ``checkpoints/last.pt``.
+        stop: polled after each optimizer step.
+        progress: called with every metrics record (start, train, eval) on rank 0.
+    """
+
+    def __init__(self, run_dir: Path, config: TrainConfig, dist: DistInfo, device: torch.device,
+                 resume: bool = False, stop: StopFlag | None = None, progress: ProgressCallback | None = None) -> None:
+        self.run_dir, self.config, self.dist, self.device = Path(run_dir), config, dist, device
+        self.resume, self.stop, self.progress = resume, stop or StopFlag(), progress
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.metrics = MetricsLogger(self.run_dir, enabled=dist.is_main)
+        self.step, self.epoch, self.best_top1 = 0, 0, None
+        self._interval_start = time.perf_counter()
+        self._interval_images = 0
+        self._step_times: list[float] = []
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg, dist, device = self.config, self.dist, self.device
+        seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+        if dist.is_main:
+            splits = load_splits(cfg)  # rank 0 first: it may download, the others then find the files
+            barrier()
+        else:
+            barrier()
+            splits = load_splits(cfg)
+        self.classes = splits.classes
+        model, mean, std = build_model(cfg, splits.num_classes)
+        train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin)
+        train_ds = TransformedSubset(splits.train, None, train_tf)
+        val_ds = TransformedSubset(splits.val, None, eval_tf)
+
+        workers = cfg.workers if cfg.workers is not None else default_workers(device.type)
+        pin = device.type == "cuda"
+        self.train_sampler = ResumableSampler(len(train_ds), dist.rank, dist.world_size, shuffle=True, seed=cfg.seed)
+        val_sampler = ResumableSampler(len(val_ds), dist.rank, dist.world_size, shuffle=False, pad=False)
+        self.train_loader = make_loader(train_ds, self.train_sampler, cfg.batch_size, workers, pin, True,
+                                        cfg.seed + dist.rank)
+        self.val_loader = make_loader(val_ds, val_sampler, cfg.batch_size, workers, pin, False, cfg.seed)
+        self.steps_per_epoch = (self.train_sampler.shard_size() // cfg.batch_size) // cfg.accum_steps
+        if self.steps_per_epoch < 1:
+            raise LearngeneError(
+                f"the training split has {len(train_ds)} images, fewer than one step of "
+                f"{cfg.batch_size} x {cfg.accum_steps} x {dist.world_size} processes: lower --batch-size"
+            )
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        model.to(device)
+        self.channels_last = cfg.channels_last and device.type == "cuda"
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model  # the plain module: checkpoints and EMA read it
+        self.amp_dtype = resolve_amp(cfg, device)
+        self.lr = cfg.resolved_lr(dist.world_size)
+        optimizer = build_optimizer(model, self.lr, cfg.weight_decay)
+        self.scheduler = WarmupCosine(optimizer, self.lr, self.total_steps,
+                                      warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+                                      warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr)
+        self.optimizer = optimizer
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.ema = None
+        if cfg.ema:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(model, decay=cfg.ema_decay)
+
+        if cfg.mixup_active:
+            from timm.data import Mixup
+            from timm.loss import SoftTargetCrossEntropy
+
+            mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                          num_classes=splits.num_classes)
+            criterion: nn.Module = SoftTargetCrossEntropy()
+        else:
+            mixup = None
+            criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        if self.resume:
+            self._load_last()
+
+        net: nn.Module = model
+        if cfg.compile:
+            net = torch.compile(net)
+        self.eval_net = net  # evaluation needs no gradient sync: skip the DDP wrapper
+        if dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = net
+        self.ctx = StepContext(model=net, optimizer=optimizer, scheduler=self.scheduler, criterion=criterion,
+                               device=device, accum_steps=cfg.accum_steps, amp_dtype=self.amp_dtype,
+                               scaler=self.scaler, mixup=mixup, clip_grad=cfg.clip_grad, ema=self.ema,
+                               ema_target=model, channels_last=self.channels_last)
+        self.workers = workers
+        if dist.is_main:
+            self._write_repro()
+
+    def _resolved(self) -> dict[str, Any]:
+        return {"lr": self.lr, "num_classes": len(self.classes), "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps, "world_size": self.dist.world_size,
+                "total_batch": self.config.batch_size * self.config.accum_steps * self.dist.world_size,
+                "device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
+                "workers": self.workers, "channels_last": self.channels_last}
+
+    def _write_repro(self) -> None:
+        devices: list[str] = ["cpu"]
+        if self.device.type == "cuda":
+            devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        record = {
+            "seed": self.config.seed, "versions": _package_versions(), "git_commit": _git_commit(),
+            "host": socket.gethostname(), "platform": platform.platform(), "devices": devices,
+            "world_size": self.dist.world_size, "argv": sys.argv, "resumed": self.resume,
+            "resolved": self._resolved(), "classes": self.classes,
+        }
+        name = "repro.json" if not self.resume else f"repro.resume-{self.step}.json"
+        write_json_atomic(self.run_dir / name, record)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "step": self.step,
+            "epoch": self.epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "best_top1": self.best_top1,
+            "config": self.config.to_dict(),
+            "classes": self.classes,
+            "rng": ckpt.rng_state(),
+        }
+
+    def save(self, name: str) -> None:
+        if self.dist.is_main:
+            ckpt.save_checkpoint(self.ckpt_dir / f"{name}.pt", self._state())
+            log.info("saved checkpoint %s at step %d", name, self.step)
+
+    def _load_last(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        state = ckpt.load_checkpoint(path)
+        if state.get("steps_per_epoch") != self.steps_per_epoch:
+            raise LearngeneError(
+                f"{path} was written with {state.get('steps_per_epoch')} steps per epoch, this run has "
+                f"{self.steps_per_epoch}: resume with the same data, batch size and number of processes"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.module.load_state_dict(state["ema"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise LearngeneError(f"{path} does not match this run's model ({str(error).splitlines()[0][:200]})") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.best_top1 = state.get("best_top1")
+        ckpt.set_rng_state(state["rng"])
+        # Each rank draws its own augmentations: offset the restored generator by rank like seed_everything does.
+        if self.dist.rank:
+            torch.manual_seed(int(torch.randint(0, 2**31, (1,)).item()) + self.dist.rank)
+        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    # ------------------------------------------------------------------------------------------------ records
+    def _emit(self, record: dict[str, Any]) -> None:
+        written = self.metrics.write(record)
+        if self.progress is not None and self.dist.is_main:
+            self.progress(written)
+
+    def _on_step(self, step: int, loss: torch.Tensor, images: int) -> bool:
+        self.step = step
+        self._interval_images += images * self.dist.world_size
+        stop = any_rank(self.stop.requested, self.device) if self.dist.distributed else self.stop.requested
+        if step % self.config.log_every == 0 or step == self.total_steps or stop:
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise LearngeneError(f"training loss became {value} at step {step}: lower the learning rate "
+                                     f"(--lr) or enable --clip-grad")
+            now = time.perf_counter()
+            elapsed = max(now - self._interval_start, 1e-9)
+            steps_in_interval = max(1, step - self._interval_step)
+            seconds_per_step = elapsed / steps_in_interval
+            record: dict[str, Any] = {
+                "kind": "train", "step": step, "epoch": self.epoch, "loss": value,
+                "lr": self.scheduler.get_last_lr(), "images_per_s": self._interval_images / elapsed,
+                "eta_s": seconds_per_step * (self.total_steps - step),
+            }
+            if self.device.type == "cuda":
+                record["gpu_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self._emit(record)
+            self._interval_start, self._interval_images, self._interval_step = now, 0, step
+        return stop
+
+    def _evaluate(self) -> dict[str, Any]:
+        result = evaluate(self.eval_net, self.val_loader, self.device, self.amp_dtype, self.channels_last)
+        improved = self.best_top1 is None or result["top1"] > self.best_top1
+        if improved and math.isfinite(result["top1"]):
+            self.best_top1 = result["top1"]
+        record = {"kind": "eval", "step": self.step, "epoch": self.epoch, "top1": result["top1"],
+                  "top5": result["top5"], "loss": result["loss"], "best_top1": self.best_top1,
+                  "images": result["images"]}
+        if self.ema is not None:
+            ema_result = evaluate(self.ema.module, self.val_loader, self.device, self.amp_dtype, self.channels_last)
+            record.update(ema_top1=ema_result["top1"], ema_top5=ema_result["top5"], ema_loss=ema_result["loss"])
+        self._emit(record)
+        log.info("eval step %d epoch %d: top1 %.2f top5 %.2f loss %.4f (best %.2f)", self.step, self.epoch,
+                 result["top1"], result["top5"], result["loss"], self.best_top1 or float("nan"))
+        if improved:
+            self.save("best")
+        return record
+
+    # -------------------------------------------------------------------------------------------------- loop
+    def run(self) -> RunOutcome:
+        cfg = self.config
+        spe = self.steps_per_epoch
+        self._emit({"kind": "start", "step": self.step, "epoch": self.epoch, "total_steps": self.total_steps,
+                    "steps_per_epoch": spe, "epochs": cfg.epochs, "resumed": self.resume,
+                    "world_size": self.dist.world_size, "lr": self.lr, "classes": len(self.classes)})
+        log.info("training %d steps (%d per epoch) on %s, world size %d, total batch %d, lr %.3g", self.total_steps,
+                 spe, self.device, self.dist.world_size, cfg.batch_size * cfg.accum_steps * self.dist.world_size,
+                 self.lr)
+        self._interval_step = self.step
+        while self.step < self.total_steps:
+            self.epoch = self.step // spe
+            offset = self.step - self.epoch * spe  # optimizer steps already taken in this epoch
+            self.train_sampler.set_epoch(self.epoch, offset * cfg.accum_steps * cfg.batch_size)
+            todo = min(spe - offset, self.total_steps - self.step)
+            self._interval_start, self._interval_images = time.perf_counter(), 0
+            result = train_one_epoch(self.ctx, self.train_loader, self.step, todo, on_step=self._on_step)
+            self.step = result["step"]
+            if result["stopped"]:
+                self.save("last")
+                return RunOutcome("stopped", self.step, self.epoch, self.best_top1,
+                                  f"stopped at step {self.step} ({self.stop.reason or 'stop requested'})")
+            epoch_done = self.step % spe == 0
+            finished = self.step >= self.total_steps
+            if finished or (epoch_done and (self.epoch + 1) % cfg.eval_every_epochs == 0):
+                self._evaluate()
+            if finished or (epoch_done and (self.epoch + 1) % cfg.save_every_epochs == 0):
+                self.save("last")
+        best = "n/a" if self.best_top1 is None else f"{self.best_top1:.2f}"
+        return RunOutcome("succeeded", self.step, self.epoch, self.best_top1,
+                          f"finished {self.step} steps, best top-1 {best}%")
+
+    def close(self) -> None:
+        self.metrics.close()

@@ -1,0 +1,174 @@
+"""Train one run directory: ``python -m learngene.training.worker RUN_DIR [--resume]`` or :func:`run_training`.
+
+Reads ``RUN_DIR/config.yaml``, trains, writes everything into RUN_DIR and ends by writing ``RUN_DIR/result.json``:
+``{"state": "succeeded"|"failed"|"stopped", "message", "step", "epoch", "best_top1", "exit_code"}``.
+Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT: the current step finishes, ``last`` is saved), 1 failed (the one-
+line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learngene.errors import LearngeneError
+from learngene.training.config import TrainConfig
+from learngene.training.distributed import cleanup_distributed, env_dist_info, init_distributed
+from learngene.training.metrics_log import disk_error, write_json_atomic
+from learngene.training.runner import ProgressCallback, Runner, StopFlag, oom_message, resolve_device
+
+log = logging.getLogger("learngene.training")
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextmanager
+def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into a graceful stop request (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means "now"
+        log.info("%s received: stopping after the current step", name)
+        stop.request(f"{name} received")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
+def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
+    """Copy the ``learngene`` loggers' records into ``RUN_DIR/train.log`` for the duration of the run."""
+    if not enabled:
+        yield
+        return
+    root = logging.getLogger("learngene")
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    old_level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def _failure_message(error: BaseException, config: TrainConfig | None, device: torch.device | None) -> str:
+    if isinstance(error, LearngeneError):
+        return str(error)
+    if isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error))
+    ):
+        if config is not None and device is not None:
+            return oom_message(config, device)
+        return "out of memory: lower --batch-size"
+    if isinstance(error, OSError) and error.filename:
+        return str(disk_error(error.filename, error))
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback | None = None,
+                 stop: StopFlag | None = None) -> dict[str, Any]:
+    """Train the run in ``run_dir`` in this process and return (and, on rank 0, write) its ``result.json``.
+
+    Args:
+        run_dir: directory holding ``config.yaml``; everything the run writes goes here.
+        resume: continue from ``checkpoints/last.pt`` at its step, on the same schedule.
+        progress: called on rank 0 with every metrics record (``kind`` start/train/eval) as it is written.
+        stop: a flag another thread may set to stop gracefully (SIGTERM/SIGINT set it too).
+
+    Returns:
+        The result dict ``{"state", "message", "step", "epoch", "best_top1", "exit_code"}``.
+    """
+    run_dir = Path(run_dir)
+    dist = env_dist_info()
+    stop = stop or StopFlag()
+    config: TrainConfig | None = None
+    device: torch.device | None = None
+    runner: Runner | None = None
+    result: dict[str, Any] = {"state": "failed", "message": "", "step": 0, "epoch": 0, "best_top1": None}
+    writable = run_dir.is_dir() and dist.is_main
+    if writable:
+        (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run is running again, not stopped
+    with _run_log(run_dir, writable), _stop_on_signals(stop):
+        try:
+            if not run_dir.is_dir():
+                raise LearngeneError(f"run directory not found: {run_dir}")
+            config = TrainConfig.from_yaml(run_dir / "config.yaml").validate()
+            device = resolve_device(config, dist)
+            dist = init_distributed(device.type)
+            runner = Runner(run_dir, config, dist, device, resume=resume, stop=stop, progress=progress)
+            runner.setup()
+            outcome = runner.run()
+            result.update(state=outcome.state, message=outcome.message, step=outcome.step, epoch=outcome.epoch,
+                          best_top1=outcome.best_top1)
+            log.info("%s: %s", outcome.state, outcome.message)
+        except (Exception, KeyboardInterrupt) as error:  # noqa: BLE001 - every failure must end in result.json
+            message = _failure_message(error, config, device)
+            if isinstance(error, KeyboardInterrupt):
+                message = "interrupted"
+            if not isinstance(error, (LearngeneError, KeyboardInterrupt)):
+                log.debug("traceback:\n%s", traceback.format_exc())
+                if writable:
+                    with open(run_dir / "train.log", "a", encoding="utf-8") as handle:
+                        handle.write(traceback.format_exc())
+            if runner is not None:
+                result.update(step=runner.step, epoch=runner.epoch, best_top1=runner.best_top1)
+            result.update(state="failed", message=message)
+            log.error("failed: %s", message)
+        finally:
+            if runner is not None:
+                runner.close()
+            cleanup_distributed()
+    result["exit_code"] = EXIT_CODES[result["state"]]
+    if writable:
+        try:
+            write_json_atomic(run_dir / "result.json", result)
+        except LearngeneError as error:  # the disk is full: the caller still gets the result
+            log.error("%s", error)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m learngene.training.worker",
+                                     description="Train the run directory RUN_DIR (reads RUN_DIR/config.yaml).")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
+    args = parser.parse_args(argv)
+    is_main = env_dist_info().is_main
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
+    result = run_training(args.run_dir, resume=args.resume)
+    if result["state"] == "failed" and is_main:
+        print(f"error: {result['message']}", file=sys.stderr)
+    return int(result["exit_code"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
