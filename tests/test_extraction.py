@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from learngene import LearngeneError, extract_learngene, load_ancestor, load_learngene, save_learngene
+from learngene.head_weights import read_head, write_head
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_ancestor("random:vit_small_patch14_reg4_dinov2", img_size=56)
+
+
+@pytest.fixture(scope="module")
+def table(tiny):
+    rng = np.random.default_rng(0)
+    return rng.uniform(10, 120, (tiny.summary.num_layers, tiny.summary.num_heads))
+
+
+def test_head_slices_follow_timms_q_k_v_by_heads_layout(tiny):
+    attn = tiny.model.blocks[0].attn
+    H, D, C = attn.num_heads, attn.head_dim, tiny.summary.embed_dim
+    head = read_head(attn, 2)
+    qkv_w = attn.qkv.weight.reshape(3, H, D, C)
+    assert torch.equal(head["q_weight"], qkv_w[0, 2]) and torch.equal(head["v_weight"], qkv_w[2, 2])
+    assert torch.equal(head["k_bias"], attn.qkv.bias.reshape(3, H, D)[1, 2])
+    assert torch.equal(head["proj_weight"], attn.proj.weight[:, 2 * D : 3 * D])
+    # Writing every head back into a fresh module reproduces the attention output exactly.
+    from timm.layers import Attention
+
+    clone = Attention(C, num_heads=H, qkv_bias=True)
+    for h in range(H):
+        write_head(clone, h, read_head(attn, h))
+    clone.proj.bias.data.copy_(attn.proj.bias)
+    x = torch.randn(2, 7, C)
+    with torch.no_grad():
+        assert torch.allclose(clone(x), attn(x), atol=1e-6)
+
+
+def test_centroids_carry_the_real_heads_with_biases(tiny, table):
+    lg = extract_learngene(tiny, table, eps=10, ffn_groups=None)
+    for l, block in enumerate(tiny.model.blocks):
+        assert len(lg.heads[l]) == len(lg.priority(l)) == len(lg.layers[l].clusters)
+        for k, head_index in enumerate(lg.priority(l)):
+            expected = read_head(block.attn, head_index)
+            assert set(lg.heads[l][k]) == set(expected)
+            assert all(torch.equal(lg.heads[l][k][key], expected[key]) for key in expected)
+        assert torch.equal(lg.ffn[l]["fc1.weight"], block.mlp.fc1.weight)
+        assert torch.equal(lg.shared[f"blocks.{l}.ls1.gamma"], block.ls1.gamma)
+    for key in ("cls_token", "reg_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"):
+        assert torch.equal(lg.shared[key], tiny.model.state_dict()[key])
+
+
+def test_average_centroids_average_the_members(tiny, table):
+    lg = extract_learngene(tiny, table, eps=30, centroid="average", ffn_groups=None)
+    l = int(np.argmax([max(len(c) for c in layer.clusters) for layer in lg.layers]))
+    members = lg.layers[l].clusters[0]
+    assert len(members) > 1
+    expected = torch.stack([read_head(tiny.model.blocks[l].attn, h)["q_weight"] for h in members]).mean(0)
+    assert torch.allclose(lg.heads[l][0]["q_weight"], expected)
+
+
+def test_grouped_layers_inherit_the_first_layers_ffn(tiny, table):
+    lg = extract_learngene(tiny, table, ffn_groups=[[1, 2, 3]])
+    first = tiny.model.blocks[1].mlp
+    for l in (1, 2, 3):
+        assert torch.equal(lg.ffn[l]["fc2.weight"], first.fc2.weight)
+        assert lg.group_of(l) == ([1, 2, 3], l - 1)
+    assert lg.group_of(0) is None
+    ungrouped = extract_learngene(tiny, table, ffn_groups=None)
+    assert lg.num_params < ungrouped.num_params < tiny.summary.num_params
+
+
+def test_save_and_load_round_trip(tiny, table, tmp_path):
+    lg = extract_learngene(tiny, table, ffn_groups=[[4, 5]], provenance={"probe": "unit test"})
+    save_learngene(lg, tmp_path / "lg")
+    back = load_learngene(tmp_path / "lg")
+    assert back.ffn_groups == [[4, 5]] and back.provenance["probe"] == "unit test"
+    assert back.num_params == lg.num_params and back.ancestor == lg.ancestor
+    assert [back.priority(l) for l in range(12)] == [lg.priority(l) for l in range(12)]
+    assert torch.equal(back.heads[3][0]["v_bias"], lg.heads[3][0]["v_bias"])
+    with pytest.raises(LearngeneError, match="not empty"):
+        save_learngene(lg, tmp_path / "lg")
+
+
+def test_statistics_from_another_ancestor_are_rejected(tiny):
+    with pytest.raises(LearngeneError, match="layers x"):
+        extract_learngene(tiny, np.ones((12, 3)))
