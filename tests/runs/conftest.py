@@ -1,0 +1,166 @@
+"""Fixtures for the run-manager tests: a private runs root, a fake worker, and no processes left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from learngene.runs import liveness
+from learngene.runs.registry import Registry
+
+# A stand-in for learngene.training.worker with the same contract (metrics.jsonl, checkpoints/last.pt, result.json,
+# SIGTERM -> checkpoint and exit 3) that costs milliseconds instead of importing torch. Its behaviour comes from the
+# run's config: model_kwargs carries fake_steps, fake_step_s and fake_fail_at.
+FAKE_WORKER = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    from pathlib import Path
+
+    import yaml
+
+    run_dir = Path(sys.argv[1])
+    resume = "--resume" in sys.argv[2:]
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 writes
+        time.sleep(0.5)
+        sys.exit(0)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    opts = config.get("model_kwargs") or {}
+    steps = int(opts.get("fake_steps", config.get("max_steps") or 10))
+    step_s = float(opts.get("fake_step_s", 0.02))
+    fail_at = opts.get("fake_fail_at")
+    stop = False
+
+    def on_signal(signum, frame):
+        global stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with open(run_dir / "launches.txt", "a") as handle:
+        handle.write(f"{os.getpid()} {time.time()}\\n")
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    start = json.loads(ckpt.read_text())["step"] if resume else 0
+    metrics = open(run_dir / "metrics.jsonl", "a")
+
+    def emit(**record):
+        metrics.write(json.dumps(record) + "\\n")
+        metrics.flush()
+
+    def finish(state, code, message, step):
+        (run_dir / "result.json").write_text(json.dumps(
+            {"state": state, "message": message, "step": step, "epoch": 0, "best_top1": best, "exit_code": code}))
+        with open(run_dir / "launches.txt", "a") as handle:
+            handle.write(f"end {time.time()}\\n")
+        sys.exit(code)
+
+    def save(step):
+        ckpt.parent.mkdir(exist_ok=True)
+        ckpt.write_text(json.dumps({"step": step}))
+
+    best = None
+    emit(kind="start", total_steps=steps, step=start, epoch=0)
+    print(f"starting at step {start}", flush=True)
+    for step in range(start + 1, steps + 1):
+        time.sleep(step_s)
+        emit(kind="train", step=step, epoch=0, loss=1.0 / step, lr=0.1, images_per_s=100.0, eta_s=1.0)
+        if step % 2 == 0:
+            top1 = 100.0 * step / steps
+            best = max(best or 0.0, top1)
+            emit(kind="eval", step=step, epoch=0, top1=top1, top5=100.0, best_top1=best)
+            save(step)
+        if fail_at is not None and step == int(fail_at):
+            print("Traceback (most recent call last):\\nRuntimeError: fake failure", file=sys.stderr, flush=True)
+            finish("failed", 1, "RuntimeError: fake failure", step)
+        if stop:
+            save(step)
+            finish("stopped", 3, f"stopped at step {step}", step)
+    save(steps)
+    finish("succeeded", 0, "done", steps)
+    """
+)
+
+
+def fake_config(**fake) -> dict:
+    """A valid TrainConfig dict whose model_kwargs drive the fake worker."""
+    return {
+        "model": "vit_tiny_patch16_224",
+        "dataset": "digits",
+        "img_size": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "device": "cpu",
+        "model_kwargs": {"fake_steps": 10, "fake_step_s": 0.02, **fake},
+    }
+
+
+def wait_for(predicate, timeout_s: float = 30.0, poll_s: float = 0.05):
+    """Poll ``predicate`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
+
+
+def _descendants(root_pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root_pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _kill_everything(root: Path) -> None:
+    if (root / "runs.db").exists():
+        for row in Registry(root).all():
+            if row["pgid"] and liveness.is_alive(row["pid"], row["proc_start"]):
+                try:
+                    os.killpg(row["pgid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    liveness.reap_children()
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch) -> str:
+    """Module name of the fake worker, importable by children through PYTHONPATH."""
+    folder = tmp_path / "fakemods"
+    folder.mkdir()
+    (folder / "fake_worker.py").write_text(FAKE_WORKER)
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    )
+    return "fake_worker"
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    """A private runs root; every process a test started is killed at teardown."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    yield root
+    _kill_everything(root)

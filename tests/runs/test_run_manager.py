@@ -1,0 +1,207 @@
+"""RunManager end to end with a fake worker: queue order, kill -9, graceful stop and resume, clone, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+from conftest import fake_config, wait_for
+
+from learngene.errors import LearngeneError
+from learngene.runs import RunManager
+from learngene.runs.manager import DIED_MESSAGE
+
+
+@pytest.fixture
+def manager(runs_root) -> RunManager:
+    return RunManager(runs_root, slots=1)
+
+
+def test_a_run_succeeds_and_reports_metrics(manager, fake_worker):
+    run_id = manager.submit(fake_config(), name="first", launcher_options={"worker_module": fake_worker})
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "succeeded", record
+    assert record["exit_code"] == 0 and record["error_tail"] is None
+    assert record["step"] == 10 and record["total_steps"] == 10 and record["progress"] == 1.0
+    assert record["best_top1"] == 100.0 and record["message"] == "done"
+    assert record["has_checkpoint"] and record["name"] == "first"
+    assert record["config"]["img_size"] == 32
+    assert (manager.run_dir(run_id) / "config.yaml").is_file()
+    assert manager.log_tail(run_id, 5, "stdout") == ["starting at step 0"]
+    kinds = {m["kind"] for m in manager.read_metrics(run_id)}
+    assert kinds == {"start", "train", "eval"}
+    listed = manager.list()
+    assert [r["run_id"] for r in listed] == [run_id]
+    assert manager.get(run_id[:17])["run_id"] == run_id  # a unique prefix is enough
+
+
+def test_the_queue_runs_in_order_one_slot_and_survives_a_failure(manager, fake_worker):
+    options = {"worker_module": fake_worker}
+    first = manager.submit(fake_config(fake_fail_at=3), launcher_options=options)
+    second = manager.submit(fake_config(), launcher_options=options)
+    third = manager.submit(fake_config(), launcher_options=options)
+    assert [manager.get(r, schedule=False)["state"] for r in (first, second, third)] == [
+        "running", "queued", "queued",
+    ]  # fmt: skip
+    manager.wait(third, timeout_s=60)
+    records = [manager.get(r) for r in (first, second, third)]
+    assert [r["state"] for r in records] == ["failed", "succeeded", "succeeded"]
+    assert records[0]["exit_code"] == 1
+    assert "fake failure" in records[0]["error_tail"]
+    assert records[0]["started"] < records[1]["started"] < records[2]["started"]
+    assert records[0]["ended"] <= records[1]["started"] and records[1]["ended"] <= records[2]["started"]
+
+
+def test_a_killed_run_is_failed_with_its_metrics_kept(manager, fake_worker):
+    run_id = manager.submit(
+        fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options={"worker_module": fake_worker}
+    )
+    wait_for(lambda: (manager.get(run_id)["best_top1"] or 0) > 0)
+    pgid = manager.get(run_id)["pgid"]
+    os.killpg(pgid, signal.SIGKILL)
+    record = wait_for(lambda: (r := manager.get(run_id))["state"] != "running" and r, timeout_s=5)
+    assert record["state"] == "failed"
+    assert DIED_MESSAGE in record["error_tail"] and "SIGKILL" in record["error_tail"]
+    assert record["exit_code"] == -signal.SIGKILL
+    assert record["step"] >= 2 and record["best_top1"] > 0
+    assert len(manager.read_metrics(run_id)) > 2
+
+
+def test_a_run_killed_while_another_process_launched_it_is_still_detected(manager, fake_worker):
+    # Forget that we are the parent (as for the CLI looking at a run the app launched): liveness then comes from
+    # /proc alone, where the killed child lingers as a zombie until reaped.
+    from learngene.runs import liveness
+
+    run_id = manager.submit(
+        fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options={"worker_module": fake_worker}
+    )
+    pid = manager.get(run_id)["pid"]
+    process = liveness._CHILDREN.pop(pid)
+    try:
+        wait_for(lambda: manager.get(run_id)["step"])
+        os.kill(pid, signal.SIGKILL)
+        record = wait_for(lambda: (r := manager.get(run_id))["state"] != "running" and r, timeout_s=5)
+        assert record["state"] == "failed" and record["exit_code"] is None
+        assert DIED_MESSAGE in record["error_tail"]
+    finally:
+        process.wait()
+
+
+def test_stop_checkpoints_and_resume_continues_at_the_right_step(manager, fake_worker):
+    run_id = manager.submit(
+        fake_config(fake_steps=40, fake_step_s=0.05), launcher_options={"worker_module": fake_worker}
+    )
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 3)
+    assert manager.stop(run_id) == "running"  # the worker checkpoints at its next step
+    record = manager.wait(run_id, timeout_s=10)
+    assert record["state"] == "stopped" and record["exit_code"] == 3
+    assert record["has_checkpoint"] and record["message"].startswith("stopped at step")
+    stopped_at = json.loads((manager.run_dir(run_id) / "checkpoints" / "last.pt").read_text())["step"]
+    with pytest.raises(LearngeneError, match="already stopped"):
+        manager.stop(run_id)
+
+    assert manager.resume(run_id) == "running"
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "succeeded" and record["attempts"] == 2 and record["resume"]
+    starts = [m for m in manager.read_metrics(run_id) if m["kind"] == "start"]
+    assert [s["step"] for s in starts] == [0, stopped_at]
+    steps = [m["step"] for m in manager.read_metrics(run_id) if m["kind"] == "train"]
+    assert steps == list(range(1, 41))  # no step repeated or skipped across the resume
+    with pytest.raises(LearngeneError, match="already succeeded"):
+        manager.resume(run_id)
+
+
+def test_stopping_a_queued_run_and_resuming_without_a_checkpoint(manager, fake_worker):
+    options = {"worker_module": fake_worker}
+    busy = manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options=options)
+    waiting = manager.submit(fake_config(), launcher_options=options)
+    assert manager.stop(waiting) == "stopped"
+    assert manager.get(waiting)["error_tail"] == "stopped before it started"
+    with pytest.raises(LearngeneError, match="no checkpoint"):
+        manager.resume(waiting)
+    with pytest.raises(LearngeneError, match="stop it before resuming"):
+        manager.resume(busy)
+    assert manager.stop(busy, force=True) in ("running", "stopped")
+    record = manager.wait(busy, timeout_s=10)
+    assert record["state"] == "stopped"  # killed, but a stop had been asked for
+
+
+def test_clone_copies_the_config_with_overrides(manager, fake_worker):
+    parent = manager.submit(
+        fake_config(fake_steps=4), name="parent", launcher_options={"worker_module": fake_worker}
+    )
+    manager.wait(parent, timeout_s=30)
+    child = manager.clone(parent, {"lr": 0.01, "epochs": 2}, name="child")
+    record = manager.wait(child, timeout_s=30)
+    assert record["state"] == "succeeded"
+    assert record["parent_run_id"] == parent and record["name"] == "child"
+    assert record["config"]["lr"] == 0.01 and record["config"]["epochs"] == 2
+    assert record["config"]["model_kwargs"] == manager.get(parent)["config"]["model_kwargs"]
+    assert record["launcher_options"] == {"worker_module": fake_worker}
+    with pytest.raises(LearngeneError, match="unknown training config key"):
+        manager.clone(parent, {"learning_rate": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"dataset": "no-such-dataset"}, "unknown dataset"),
+        ({"model": "not_a_timm_model"}, "unknown timm model"),
+        ({"descendant": "/no/such/dir"}, "exactly one model source"),
+        ({"bogus": 1}, "unknown training config key"),
+    ],
+)
+def test_bad_configs_are_rejected_before_anything_is_written(manager, change, message):
+    config = {**fake_config(), **change}
+    with pytest.raises(LearngeneError, match=message):
+        manager.submit(config)
+    assert manager.list() == []
+    assert [p.name for p in manager.root.iterdir() if p.is_dir()] == []
+
+
+def test_bad_launchers_are_rejected_before_anything_is_written(manager):
+    with pytest.raises(LearngeneError, match="unknown launcher"):
+        manager.submit(fake_config(), launcher="kubernetes")
+    with pytest.raises(LearngeneError, match="invalid options"):
+        manager.submit(fake_config(), launcher="local", launcher_options={"gpus": 8})
+    with pytest.raises(LearngeneError, match="rdzv-endpoint"):
+        manager.submit(fake_config(), launcher="torchrun", launcher_options={"nnodes": 2})
+    assert manager.list() == []
+
+
+def test_a_launch_failure_fails_that_run_and_the_queue_moves_on(manager, fake_worker, monkeypatch):
+    from learngene.runs import launchers
+
+    options = {"worker_module": fake_worker}
+    real_launch = launchers.LocalLauncher.launch
+    calls = []
+
+    def flaky_launch(self, run_dir, resume=False):
+        calls.append(run_dir)
+        if len(calls) == 1:
+            raise OSError("no such interpreter")
+        return real_launch(self, run_dir, resume)
+
+    monkeypatch.setattr(launchers.LocalLauncher, "launch", flaky_launch)
+    broken = manager.submit(fake_config(), launcher_options=options)
+    fine = manager.submit(fake_config(), launcher_options=options)
+    assert manager.get(broken)["state"] == "failed"
+    assert "launch failed: no such interpreter" in manager.get(broken)["error_tail"]
+    assert manager.wait(fine, timeout_s=30)["state"] == "succeeded"
+
+
+def test_unknown_runs_give_a_clear_error(manager):
+    with pytest.raises(LearngeneError, match="no run 'nope'"):
+        manager.get("nope")
+    with pytest.raises(LearngeneError, match="no run"):
+        manager.stop("nope")
+
+
+def test_finished_children_are_reaped(manager, fake_worker):
+    run_id = manager.submit(fake_config(fake_steps=2), launcher_options={"worker_module": fake_worker})
+    pid = manager.get(run_id)["pid"]
+    manager.wait(run_id, timeout_s=30)
+    assert not os.path.exists(f"/proc/{pid}")  # reaped, not a zombie
