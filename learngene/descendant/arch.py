@@ -1,0 +1,153 @@
+"""Architecture facts of a ViT family, for sizing descendants without building them.
+
+Everything in a descendant's parameter count is either per model (patch embedding, tokens, final norms), per layer
+(norms, layer scale, FFN, output-projection bias) or per head (a head's q/k/v rows and biases and its W_O
+columns), plus the position embedding (depends on the resolution) and the classifier (depends on the classes).
+:class:`ArchFacts` holds those per-part counts, read off a timm model once. The model is built on PyTorch's
+``meta`` device (no memory, no initialisation), so reading facts costs well under a second once per
+architecture and nothing afterwards (cached).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from learngene.ancestors import AncestorSummary
+from learngene.errors import LearngeneError
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """Per-part parameter counts and shapes of a ViT family (independent of depth, heads, resolution, classes).
+
+    Attributes:
+        embed_dim: token width C.
+        head_dim: per-head width D.
+        mlp_hidden: FFN hidden width M.
+        patch_size: patch side P in pixels.
+        in_chans: input channels.
+        num_prefix_tokens: class + register tokens.
+        pos_embed_prefix: whether the position embedding has entries for the prefix tokens.
+        has_pos_embed: whether there is a learned position embedding at all.
+        embed_params: patch embedding + class token + register tokens.
+        block_fixed_params: one block's parameters that do not depend on its head count.
+        per_head_params: one head's q/k/v rows (and biases) plus its W_O columns.
+        final_params: pre-norm, final norm and fc-norm together.
+    """
+
+    embed_dim: int
+    head_dim: int
+    mlp_hidden: int
+    patch_size: int
+    in_chans: int
+    num_prefix_tokens: int
+    pos_embed_prefix: bool
+    has_pos_embed: bool
+    embed_params: int
+    block_fixed_params: int
+    per_head_params: int
+    final_params: int
+
+    def pos_embed_params(self, img_size: int) -> int:
+        if not self.has_pos_embed:
+            return 0
+        grid = (img_size // self.patch_size) ** 2
+        return (grid + (self.num_prefix_tokens if self.pos_embed_prefix else 0)) * self.embed_dim
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> ArchFacts:
+        """Read the facts off a timm VisionTransformer (real or on the meta device)."""
+        check_supported(model)
+        block = model.blocks[0]
+        attn = block.attn
+        heads, dim = int(attn.num_heads), int(model.embed_dim)
+        numel = _numel
+        qkv = numel(attn.qkv.weight) + (numel(attn.qkv.bias) if attn.qkv.bias is not None else 0)
+        head_dependent = qkv + numel(attn.proj.weight)
+        tokens = sum(numel(t) for t in (model.cls_token, getattr(model, "reg_token", None)) if t is not None)
+        patch = model.patch_embed.patch_size
+        return cls(
+            embed_dim=dim,
+            head_dim=int(attn.head_dim),
+            mlp_hidden=int(block.mlp.fc1.out_features),
+            patch_size=int(patch[0]),
+            in_chans=int(model.patch_embed.proj.in_channels),
+            num_prefix_tokens=int(model.num_prefix_tokens),
+            pos_embed_prefix=not bool(getattr(model, "no_embed_class", False)),
+            has_pos_embed=model.pos_embed is not None,
+            embed_params=sum(numel(p) for p in model.patch_embed.parameters()) + tokens,
+            block_fixed_params=sum(numel(p) for p in block.parameters()) - head_dependent,
+            per_head_params=head_dependent // heads,
+            final_params=sum(numel(p) for m in (model.norm_pre, model.norm, model.fc_norm) for p in m.parameters()),
+        )
+
+
+def _numel(tensor: torch.Tensor) -> int:
+    return int(tensor.numel())
+
+
+def check_supported(model: nn.Module) -> None:
+    """Refuse ViT variants whose heads cannot be resized by swapping in a plain timm ``Attention``."""
+    from timm.layers import Attention
+
+    reasons = []
+    for index, block in enumerate(getattr(model, "blocks", [])):
+        attn = getattr(block, "attn", None)
+        if type(attn) is not Attention:
+            reasons.append(f"block {index} uses {type(attn).__name__}, not timm's Attention")
+        elif not all(isinstance(getattr(attn, n), nn.Identity) for n in ("q_norm", "k_norm", "norm")) or attn.gate is not None:
+            reasons.append(f"block {index} has q/k normalisation or gating")
+        if reasons:
+            break
+    if getattr(model, "attn_pool", None) is not None:
+        reasons.append("it pools with an attention module")
+    if getattr(model, "patch_embed", None) is None or not isinstance(getattr(model.patch_embed, "proj", None), nn.Conv2d):
+        reasons.append("its patch embedding is not a single convolution")
+    if reasons:
+        raise LearngeneError(
+            f"descendants of this ancestor cannot be built: {reasons[0]}; choose a plain ViT such as "
+            "deit_small_patch16_224 or vit_small_patch14_dinov2"
+        )
+
+
+@functools.lru_cache(maxsize=32)
+def _facts_for(arch: str, img_size: int) -> ArchFacts:
+    import timm
+
+    model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0, device="meta")
+    return ArchFacts.from_model(model)
+
+
+def arch_facts(ancestor: AncestorSummary) -> ArchFacts:
+    """Facts of ``ancestor``'s architecture (built once on the meta device, then cached)."""
+    facts = _facts_for(ancestor.arch.split(".")[0], ancestor.img_size)
+    if (facts.embed_dim, facts.head_dim, facts.patch_size) != (ancestor.embed_dim, ancestor.head_dim, ancestor.patch_size):
+        raise LearngeneError(  # a weights file whose architecture name does not describe it
+            f"{ancestor.arch} does not match the ancestor's shapes; load the ancestor with the right architecture"
+        )
+    return facts
+
+
+def deit_facts(embed_dim: int) -> ArchFacts:
+    """Facts of a DeiT (timm ``deit_*_patch16_224``) of width ``embed_dim``, written out from the architecture.
+
+    DeiT: patch 16, head dim 64, FFN 4 C, qkv and all other biases, one class token with its own position entry,
+    LayerNorms with bias, no layer scale. Used for the reference rows of the scale table (no timm call needed).
+    """
+    C, D, M, P = embed_dim, 64, 4 * embed_dim, 16
+    return ArchFacts(
+        embed_dim=C, head_dim=D, mlp_hidden=M, patch_size=P, in_chans=3, num_prefix_tokens=1,
+        pos_embed_prefix=True, has_pos_embed=True,
+        embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
+        block_fixed_params=2 * (2 * C) + (C * M + M) + (M * C + C) + C,  # norm1, norm2, fc1, fc2, proj bias
+        per_head_params=3 * D * C + 3 * D + C * D,
+        final_params=2 * C,
+    )
+
+
+# Reference models of the paper's scale discussion: (label, embed_dim, heads, depth).
+DEIT_REFERENCES = (("DeiT-Ti", 192, 3, 12), ("DeiT-S", 384, 6, 12), ("DeiT-B", 768, 12, 12))

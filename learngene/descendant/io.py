@@ -1,0 +1,114 @@
+"""Saving and loading descendants (``model.safetensors`` + ``config.json``), and reading statistics files.
+
+A saved descendant loads with timm and PyTorch alone: ``config.json`` holds the timm architecture name, depth,
+resolution, classes, heads per layer and head dim, which is all :func:`~learngene.descendant.model.
+create_descendant_model` needs; the ancestor is not read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from learngene.descendant.build import CONFIG_FORMAT, Descendant
+from learngene.descendant.model import create_descendant_model
+from learngene.descendant.spec import DescendantSpec
+from learngene.descendant.transform import plain_state_dict
+from learngene.errors import LearngeneError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_descendant(descendant: Descendant, directory: str | Path, *, force: bool = False) -> Path:
+    """Write the descendant into a new directory ``directory``.
+
+    The files are written into a temporary sibling directory that is renamed into place at the end, so a failure
+    leaves nothing half-written. A trained transformation T is folded into the weights first (plain timm modules).
+
+    Raises:
+        LearngeneError: when ``directory`` exists and ``force`` is False.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    if directory.exists() and not force:
+        raise LearngeneError(f"output directory {directory} already exists; choose another or pass --force")
+    if directory.exists() and not directory.is_dir():
+        raise LearngeneError(f"{directory} exists and is not a directory; choose another output path")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in plain_state_dict(descendant.model).items()}
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": CONFIG_FORMAT})
+        (staging / CONFIG_FILE).write_text(json.dumps(descendant.config, indent=1))
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant:
+    """Rebuild a saved descendant from its directory alone (no ancestor, no learngene)."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise LearngeneError(f"{directory} is not a saved descendant (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+        state = load_file(str(weights_path), device=str(device))
+        recipe = config["timm"]
+    except Exception as error:
+        raise LearngeneError(f"the descendant in {directory} is corrupt ({error}); build it again") from error
+    # A skeleton without values, then the saved tensors put in place (no pointless random init).
+    model = create_descendant_model(
+        recipe["arch"], config["heads_per_layer"], head_dim=config["head_dim"], img_size=recipe["img_size"],
+        num_classes=recipe["num_classes"], device="meta",
+    )
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise LearngeneError(f"the weights in {directory} do not match its config.json ({error})") from error
+    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config["mean"]), "std": tuple(config["std"])}
+    spec = DescendantSpec.from_dict(config["spec"])
+    return Descendant(model=model.eval(), spec=spec, config=config)
+
+
+def read_distances(path: str | Path) -> tuple[np.ndarray, dict]:
+    """Read an (L, H) table of mean attention distances from a statistics JSON file.
+
+    Accepts a JSON object with ``mean_attention_distance`` (the head-statistics format) or ``distances`` (a
+    learngene.json), at the top level or under ``statistics``, or a bare (L, H) list.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise LearngeneError(f"statistics file {path} does not exist; check the path") from error
+    except (OSError, ValueError) as error:
+        raise LearngeneError(f"cannot read statistics from {path}: not a JSON file ({error})") from error
+    candidates = [data]
+    if isinstance(data, dict) and isinstance(data.get("statistics"), dict):
+        candidates.append(data["statistics"])
+    for item in candidates:
+        table = item if isinstance(item, list) else next(
+            (item[k] for k in ("mean_attention_distance", "distances") if isinstance(item, dict) and k in item), None
+        )
+        if table is not None:
+            try:
+                array = np.asarray(table, dtype=np.float64)
+            except (TypeError, ValueError) as error:
+                raise LearngeneError(f"the distances in {path} are not a numeric table ({error})") from error
+            if array.ndim != 2:
+                raise LearngeneError(f"the distances in {path} must be a table of layers x heads, got shape {array.shape}")
+            return array, {"statistics": str(path)}
+    raise LearngeneError(f"{path} holds no mean attention distances (key mean_attention_distance or distances)")
