@@ -174,7 +174,7 @@ class RunManager:
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)  # no orphan directory for a run the registry never saw
             raise
-        log.info("queued run %s", run_id)
+        log.debug("queued run %s", run_id)
         if schedule:
             self.schedule()
         return run_id
@@ -251,7 +251,7 @@ class RunManager:
             stop_requested=None,
             attempts=(row.get("attempts") or 0) + 1,
         )
-        log.info("launched run %s (%s, pid %s)", row["run_id"], launcher.name, handle.pid or handle.job_id)
+        log.debug("launched run %s (%s, pid %s)", row["run_id"], launcher.name, handle.pid or handle.job_id)
 
     def _finish(self, conn, row: dict[str, Any], state: str, **fields: Any) -> bool:
         return self.registry.update(
@@ -284,7 +284,7 @@ class RunManager:
             with self.registry.transaction() as conn:
                 if self._finish(conn, row, **fields):
                     changed.append(row["run_id"])
-                    log.info("run %s ended: %s", row["run_id"], fields["state"])
+                    log.debug("run %s ended: %s", row["run_id"], fields["state"])
         return changed
 
     def _final_fields(

@@ -1,0 +1,102 @@
+"""`learngene train` and `learngene runs ...` in-process, against the fake worker."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import wait_for
+
+from learngene.cli import main
+from learngene.runs import RunManager
+from learngene.runs.launchers import LocalLauncher
+
+FAKE_TRAIN = ["train", "--model", "vit_tiny_patch16_224", "--dataset", "digits", "--img-size", "32",
+              "--batch-size", "8", "--epochs", "1", "--device", "cpu"]  # fmt: skip
+
+
+@pytest.fixture
+def cli(runs_root, fake_worker, monkeypatch, capsys):
+    """Run the CLI in-process with the fake worker as the default local worker; returns (exit code, stdout)."""
+    monkeypatch.setattr(LocalLauncher.__init__, "__defaults__", (fake_worker,))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def test_detached_train_prints_run_id_and_pid_at_once(cli, runs_root):
+    import timm  # noqa: F401 - validation imports timm once per process; time only our own work
+
+    start = time.monotonic()
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_steps=30", "--model-arg", "fake_step_s=0.05",
+                       "--name", "detached", "--detach", "--json")  # fmt: skip
+    assert code == 0 and time.monotonic() - start < 5
+    launched = json.loads(out)
+    assert set(launched) >= {"run_id", "pid"} and launched["pid"] > 0
+    run_id = launched["run_id"]
+
+    code, out, _ = cli("runs", "list", "--json")
+    (listed,) = json.loads(out)
+    assert listed["run_id"] == run_id and listed["state"] == "running" and listed["pid"] == launched["pid"]
+    assert {"step", "best_top1"} <= set(listed)
+
+    code, out, _ = cli("runs", "logs", "detached", "--stream", "stdout", "--follow")
+    assert code == 0 and "starting at step 0" in out
+    code, out, _ = cli("runs", "show", "detached")
+    assert "succeeded" in out and "30 / 30" in out and "fake_worker" in out
+    code, out, _ = cli("runs", "list")
+    assert "detached" in out and "succeeded" in out and "30/30" in out
+
+
+def test_foreground_train_follows_the_run_to_its_end(cli):
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_steps=6")
+    assert code == 0
+    assert "succeeded at step 6" in out
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_fail_at=2", "--json")
+    assert code == 1
+    record = json.loads(out)
+    assert record["state"] == "failed" and "fake failure" in record["error_tail"]
+
+
+def test_stop_resume_and_clone_from_the_command_line(cli, runs_root):
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_steps=60", "--model-arg", "fake_step_s=0.05",
+                       "--name", "long", "--detach", "--json")  # fmt: skip
+    run_id = json.loads(out)["run_id"]
+    manager = RunManager(runs_root)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 2)
+    code, out, _ = cli("runs", "stop", "long", "--wait")
+    assert code == 0 and out.strip() == f"run {run_id} stopped"
+    code, out, _ = cli("runs", "resume", "long", "--json")
+    assert code == 0 and json.loads(out)["state"] == "succeeded"
+
+    code, out, _ = cli("runs", "clone", "long", "lr=0.002", "--epochs", "3", "--model-arg", "fake_steps=4",
+                       "--name", "copy", "--json")  # fmt: skip
+    record = json.loads(out)
+    assert code == 0 and record["state"] == "succeeded" and record["parent_run_id"] == run_id
+    assert record["config"]["lr"] == 0.002 and record["config"]["epochs"] == 3
+    assert record["config"]["model_kwargs"] == {"fake_steps": 4, "fake_step_s": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((*FAKE_TRAIN, "--batch-size", "0"), "batch_size must be >= 1"),
+        ((*FAKE_TRAIN, "--dataset", "nowhere"), "unknown dataset"),
+        ((*FAKE_TRAIN, "--partition", "gpu"), "--partition is a slurm option"),
+        ((*FAKE_TRAIN, "--launcher", "torchrun", "--nnodes", "2"), "rdzv-endpoint"),
+        (("runs", "show", "nope"), "no run 'nope'"),
+        (("runs", "clone", "nope", "lr=1"), "no run 'nope'"),
+        (("runs", "stop", "nope"), "no run 'nope'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_launches_nothing(cli, runs_root, argv, message):
+    code, out, err = cli(*argv)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert RunManager(runs_root).list() == []

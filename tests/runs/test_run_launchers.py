@@ -1,0 +1,94 @@
+"""Launchers: argument lists (never shell strings), torchrun and SLURM shapes, and submitit's local executor."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import fake_config, wait_for
+
+from learngene.errors import LearngeneError
+from learngene.runs import RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
+from learngene.runs.launchers import LocalLauncher, WorkerJob
+
+
+def test_local_command_is_an_argument_list(tmp_path):
+    launcher = LocalLauncher()
+    argv = launcher.command(tmp_path / "run with space", resume=True)
+    assert argv[:3] == [sys.executable, "-m", "learngene.training.worker"]
+    assert argv[3].endswith("run with space") and argv[4] == "--resume"
+    assert launcher.describe(tmp_path / "run with space")[0].endswith("'")  # quoted for display only
+    assert make_launcher("local", {}).options() == {}
+
+
+def test_torchrun_single_node_is_standalone(tmp_path):
+    launcher = make_launcher("torchrun", {"nproc_per_node": 2})
+    argv = launcher.command(tmp_path / "r1")
+    assert argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert argv[3:8] == ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
+    assert argv[8:10] == ["-m", "learngene.training.worker"]
+    assert launcher.slots() == 2
+
+
+def test_torchrun_several_nodes_use_the_rendezvous(tmp_path):
+    launcher = TorchrunLauncher(
+        nproc_per_node=4, nnodes=2, node_rank=1, rdzv_endpoint="head:29400", rdzv_id="job7"
+    )
+    argv = launcher.command(tmp_path / "r1")
+    joined = " ".join(argv)
+    assert "--standalone" not in argv
+    for part in ("--nnodes 2", "--nproc-per-node 4", "--node-rank 1", "--rdzv-backend c10d",
+                 "--rdzv-endpoint head:29400", "--rdzv-id job7"):  # fmt: skip
+        assert part in joined
+    lines = launcher.describe(tmp_path / "r1")
+    assert len(lines) == 2 and "--node-rank 0" in lines[0] and "--node-rank 1" in lines[1]
+    assert make_launcher("torchrun", launcher.options()).command(tmp_path / "r1") == argv
+    with pytest.raises(LearngeneError, match="node-rank"):
+        TorchrunLauncher(nnodes=2, node_rank=2, rdzv_endpoint="head:1")
+
+
+def test_slurm_describes_its_sbatch_options(tmp_path):
+    launcher = SlurmLauncher(
+        partition="gpu", nodes=2, gpus_per_node=8, time_min=90, extra={"account": "proj"}
+    )
+    lines = launcher.describe(tmp_path / "r1")
+    assert "#SBATCH --partition=gpu" in lines and "#SBATCH --nodes=2" in lines
+    assert "#SBATCH --gpus-per-node=8" in lines and "#SBATCH --time=90" in lines
+    assert "#SBATCH --account=proj" in lines
+    assert lines[-1].startswith("srun ") and "torch.distributed.run" in lines[-1]
+    assert launcher.slots() == 0
+    assert WorkerJob(str(tmp_path), False).command()[2] == "learngene.training.worker"
+    with pytest.raises(LearngeneError, match="unknown submitit cluster"):
+        SlurmLauncher(cluster="k8s")
+
+
+def test_submitit_local_executor_runs_and_stops_a_job(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    done = manager.submit(fake_config(fake_steps=4), launcher="slurm", launcher_options=options)
+    record = manager.wait(done, timeout_s=90)
+    assert record["state"] == "succeeded", record
+    assert record["job_id"] and record["best_top1"] == 100.0
+    assert (manager.run_dir(done) / "submitit").is_dir()
+
+    # SLURM runs take no local slot; a stop goes controller -> task -> worker as SIGTERM.
+    long = manager.submit(
+        fake_config(fake_steps=1000, fake_step_s=0.05), launcher="slurm", launcher_options=options
+    )
+    wait_for(lambda: (manager.get(long)["step"] or 0) >= 2, timeout_s=60)
+    manager.stop(long)
+    record = manager.wait(long, timeout_s=30)
+    assert record["state"] == "stopped" and record["has_checkpoint"], record
+
+
+@pytest.mark.slow
+def test_torchrun_launches_and_stops_a_process_group(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=2)
+    options = {"nproc_per_node": 2, "worker_module": fake_worker}
+    run_id = manager.submit(
+        fake_config(fake_steps=1000, fake_step_s=0.05), launcher="torchrun", launcher_options=options
+    )
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 2, timeout_s=60)
+    manager.stop(run_id)
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "stopped" and record["has_checkpoint"], record
