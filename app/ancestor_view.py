@@ -1,0 +1,158 @@
+"""Widgets of the Ancestor page: the ancestor/probe form, the architecture card, the statistics panel."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import resources, state
+from app.state import Choice
+from learngene.errors import LearngeneError
+
+SOURCES = {
+    "builtin": "Built-in (offline DINOv2 ViT-S/14, 224 px)",
+    "hub": "timm model by name (downloads when online)",
+    "path": "Local weights file (path)",
+    "upload": "Upload a weights file",
+}
+HUB_MODELS = ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "other timm ViT…"]
+PROBE_SOURCES = {"builtin": "Built-in photos (offline)", "folder": "A folder of images", "upload": "Upload images"}
+
+
+def _source_of(choice: Choice) -> str:
+    if choice.spec == "builtin":
+        return "builtin"
+    return "path" if "@" in choice.spec else "hub"
+
+
+def choice_form(current: Choice) -> Choice | None:
+    """Draw the form; on submit return the requested Choice (not yet validated), else None."""
+    source = st.radio("Ancestor", list(SOURCES), format_func=SOURCES.get, index=list(SOURCES).index(_source_of(current)),
+                      horizontal=True, key="ancestor_source")
+    spec = arch = None
+    upload = None
+    if source == "hub":
+        default = current.spec if _source_of(current) == "hub" else HUB_MODELS[1]
+        pick = st.selectbox("Model", HUB_MODELS, index=HUB_MODELS.index(default) if default in HUB_MODELS else 3)
+        spec = st.text_input("timm model name", value=default if default not in HUB_MODELS else "",
+                             placeholder="e.g. vit_small_patch16_224.augreg_in21k") if pick == HUB_MODELS[3] else pick
+    elif source in ("path", "upload"):
+        path_part, _, arch_part = current.spec.rpartition("@") if "@" in current.spec else ("", "", "")
+        if source == "path":
+            spec = st.text_input("Weights file (.safetensors, .pth, .pt, .bin) or a folder holding one", value=path_part)
+        else:
+            upload = st.file_uploader("Weights file", type=["safetensors", "pth", "pt", "bin"], key="weights_upload")
+        arch = st.text_input("Its timm architecture", value=arch_part or "deit_small_patch16_224")
+    img_size = st.number_input("Input resolution (0 = the model's own)", 0, 1024, int(current.img_size or 0), step=16)
+
+    probe_kind_default = "builtin" if current.probes == "builtin" else "folder"
+    probe_kind = st.radio("Probe images", list(PROBE_SOURCES), format_func=PROBE_SOURCES.get, horizontal=True,
+                          index=list(PROBE_SOURCES).index(probe_kind_default), key="probe_source")
+    folder = None
+    uploads = None
+    if probe_kind == "folder":
+        folder = st.text_input("Image folder (searched recursively)", value="" if current.probes == "builtin" else current.probes)
+    elif probe_kind == "upload":
+        uploads = st.file_uploader("Probe images", type=["jpg", "jpeg", "png", "webp", "bmp"],
+                                   accept_multiple_files=True, key="probe_upload")
+    num_images = st.number_input("Number of probe images (0 = all)", 0, 100_000, int(current.num_images or 0))
+
+    if not st.button("Use this ancestor", type="primary", key="use_ancestor"):
+        return None
+    if source == "builtin":
+        spec = "builtin"
+    elif source == "hub":
+        if not spec or not spec.strip():
+            st.error("Type a timm model name, e.g. deit_small_patch16_224.")
+            return None
+        spec = spec.strip()
+    else:
+        if source == "upload":
+            if upload is None:
+                st.error("Choose a weights file to upload first (.safetensors, .pth, .pt or .bin).")
+                return None
+            path = resources.save_upload(upload.getvalue(), upload.name, "weights")
+        else:
+            if not spec or not spec.strip():
+                st.error("Type the path of a weights file, e.g. ~/models/deit_small.pth.")
+                return None
+            path = spec.strip()
+        if not arch or not arch.strip():
+            st.error("Name the file's timm architecture, e.g. deit_small_patch16_224.")
+            return None
+        spec = f"{path}@{arch.strip()}"
+    if probe_kind == "builtin":
+        probes = "builtin"
+    elif probe_kind == "folder":
+        if not folder or not folder.strip():
+            st.error("Type a folder of images, or choose the built-in photos.")
+            return None
+        probes = folder.strip()
+    else:
+        if not uploads:
+            st.error("Upload at least one image (jpg, png, webp, bmp), or choose the built-in photos.")
+            return None
+        probes = str(resources.save_upload_folder([(f.name, f.getvalue()) for f in uploads]))
+    return Choice(spec=spec, arch=None, img_size=int(img_size) or None, probes=probes, num_images=int(num_images) or None)
+
+
+def apply_choice(choice: Choice) -> bool:
+    """Load the ancestor and the probe images; keep the choice only if both work, else show why."""
+    try:
+        resources.ancestor_for(choice)
+        resources.probes_for(choice)
+    except LearngeneError as error:
+        st.error(str(error))
+        return False
+    except Exception as error:  # a corrupt file or an unexpected model: the page must keep working
+        st.error(f"Could not load {choice.spec}: {error}. Check the file and its architecture name.")
+        return False
+    state.set_choice(choice)
+    return True
+
+
+def architecture_card(summary) -> None:
+    st.subheader(f"{summary.arch}" + (" (pretrained)" if summary.pretrained else " (random weights)"))
+    cols = st.columns(7)
+    values = [("Layers", summary.num_layers), ("Heads / layer", summary.num_heads), ("Width", summary.embed_dim),
+              ("Head dim", summary.head_dim), ("Patch", f"{summary.patch_size} px"),
+              ("Resolution", f"{summary.img_size} px"), ("Parameters", f"{summary.num_params / 1e6:.2f} M")]
+    for col, (label, value) in zip(cols, values, strict=True):
+        col.metric(label, value)
+    st.caption(
+        f"grid {summary.grid_size[0]}x{summary.grid_size[1]}, {summary.num_prefix_tokens} prefix token(s), "
+        f"MLP {summary.mlp_hidden_dim}, layer scale {'yes' if summary.layer_scale else 'no'}, "
+        f"qkv bias {'yes' if summary.qkv_bias else 'no'}, {summary.num_params:,} parameters"
+    )
+
+
+def ensure_statistics(choice: Choice, *, auto: bool):
+    """The statistics for ``choice``: from memory or disk, else computed with a progress bar (``auto``) or on a
+    button press. Returns None when there are none yet or the computation failed (the error is shown)."""
+    stats = resources.saved_statistics(choice)
+    if stats is not None:
+        return stats
+    if not auto and not st.button("Compute statistics", type="primary", key="compute_stats"):
+        st.info("No statistics for this ancestor and probe set yet: compute them (once; they are saved).")
+        return None
+    bar = st.progress(0.0, text="Loading the ancestor and probe images…")
+    try:
+        resources.ancestor_for(choice)
+        stats = resources.compute_statistics(
+            choice, progress=lambda done, total: bar.progress(done / total, text=f"Attention statistics: {done}/{total} images")
+        )
+    except LearngeneError as error:
+        bar.empty()
+        st.error(str(error))
+        return None
+    bar.empty()
+    return stats
+
+
+def statistics_panel(stats) -> None:
+    mad = stats.mean_attention_distance
+    cols = st.columns(4)
+    cols[0].metric("Probe images", stats.num_images)
+    cols[1].metric("Heads", mad.size)
+    cols[2].metric("MAD range", f"{mad.min():.0f}–{mad.max():.0f} px")
+    cols[3].metric("Mean entropy", f"{float(stats.entropy.mean()):.2f} nats")
+    st.caption(stats.probe)

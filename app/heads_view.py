@@ -1,0 +1,168 @@
+"""Widgets and sections of the Heads page. Each section draws one view of the current clustering."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import streamlit as st
+
+from app import analysis, charts, resources, state
+from learngene.errors import LearngeneError
+
+SECTIONS = ("Clusters", "Similarity", "Heads in 2-D", "Eps sweep", "Attention maps", "Downloads")
+
+
+def _synced(label: str, key: str, value, lo, hi, step, on_change, help: str) -> None:
+    """A slider and an exact number input bound to the same value (either one moves the other)."""
+    ss = st.session_state
+    for widget in (f"{key}_slider", f"{key}_input"):
+        if ss.get(widget) != value:
+            ss[widget] = value
+
+    def copy(source: str, target: str) -> None:
+        ss[target] = ss[source]
+        on_change(ss[source])
+
+    left, right = st.columns([4, 1])
+    left.slider(label, lo, hi, step=step, key=f"{key}_slider", help=help,
+                on_change=copy, args=(f"{key}_slider", f"{key}_input"))
+    right.number_input(f"{label} (exact)", lo, hi, step=step, key=f"{key}_input",
+                       on_change=copy, args=(f"{key}_input", f"{key}_slider"))
+
+
+def threshold_controls(mad: np.ndarray) -> tuple[float, int]:
+    """Eps and MinHds controls; every change reclusters. Values outlive page switches and restarts."""
+    eps, min_heads = state.thresholds()
+    num_heads = mad.shape[1]
+    hi = float(max(50.0, np.ceil(np.ptp(mad) + 5)))
+    eps, min_heads = min(max(eps, 0.1), hi), min(max(min_heads, 1), num_heads)
+    _synced("Eps (px)", "eps", round(float(eps), 1), 0.1, hi, 0.1,
+            lambda v: state.set_thresholds(v, state.thresholds()[1]),
+            "Heads of a layer whose MADs differ by at most Eps are neighbours (paper: 10 px).")
+    _synced("MinHds", "min_heads", int(min_heads), 1, int(num_heads), 1,
+            lambda v: state.set_thresholds(state.thresholds()[0], v),
+            "Neighbours (itself included) a head needs to be a core head; 1 means no noise (paper: 1).")
+    return state.thresholds()
+
+
+def overview(mad: np.ndarray, layers) -> None:
+    counts = analysis.cluster_counts(layers)
+    noise = sum(len(layer.noise) for layer in layers)
+    cols = st.columns(4)
+    cols[0].metric("Clusters (inherited heads)", sum(counts), help="One centroid head is inherited per cluster")
+    cols[1].metric("Heads", mad.size)
+    cols[2].metric("Noise heads", noise)
+    cols[3].metric("Clusters per layer", " ".join(map(str, counts)))
+    labels = analysis.label_grid(layers)
+    centroids = analysis.centroid_grid(layers, mad.shape[1])
+    st.plotly_chart(charts.mad_scatter(mad, labels, centroids), key="mad_chart")
+
+
+def clusters_section(mad: np.ndarray, layers) -> None:
+    labels = analysis.label_grid(layers)
+    st.plotly_chart(charts.cluster_grid(labels, analysis.centroid_grid(layers, mad.shape[1])), key="cluster_grid")
+    st.markdown("**Centroids in priority order** (largest cluster first: descendant head slot *i* copies "
+                "centroid *i mod c*)")
+    st.dataframe(analysis.centroid_table(layers), hide_index=True, height=320)
+
+
+def similarity_section(choice, stats, layers) -> None:
+    from learngene.attention.similarity import MEASURES
+
+    L, H = stats.mean_attention_distance.shape
+    left, right = st.columns(2)
+    measure = left.selectbox("Measure", MEASURES, key="similarity_measure",
+                             help="mad: MAD gap; pattern-*: mean attention patterns; weights: q/k/v/W_O cosine")
+    layer = right.number_input("Layer", 0, L - 1, 0, key="similarity_layer")
+    model = resources.ancestor_for(choice).model if measure == "weights" else None
+    try:
+        within = resources.similarity(choice.key(), measure, int(layer), stats, model)
+        across = resources.similarity(choice.key(), measure, None, stats, model)
+    except LearngeneError as error:
+        st.error(str(error))
+        return
+    labels = np.asarray(layers[int(layer)].labels)
+    order = analysis.cluster_order(labels)
+    ticks = [f"h{h} c{'·' if labels[h] < 0 else labels[h]}" for h in order]
+    left, right = st.columns(2)
+    left.plotly_chart(charts.similarity_heatmap(within[np.ix_(order, order)], ticks,
+                                                f"Layer {int(layer)} ({measure}), reordered by cluster"),
+                      key="similarity_layer_chart")
+    right.plotly_chart(charts.similarity_heatmap(across, [f"L{ly}h{h}" for ly in range(L) for h in range(H)],
+                                                 f"All heads across layers ({measure})"), key="similarity_all_chart")
+
+
+def embedding_section(choice, stats, layers) -> None:
+    mad = stats.mean_attention_distance
+    colour_by = st.radio("Colour by", ("cluster", "layer"), horizontal=True, key="embedding_colour")
+    features = analysis.head_features(stats)
+    warming = not analysis.umap_worker.submit(choice.key(), features).done()
+
+    # While UMAP warms up this fragment polls on its own, so the picture switches from PCA to UMAP unprompted.
+    @st.fragment(run_every=3 if warming else None)
+    def draw() -> None:
+        coords, problem = analysis.umap_worker.result(choice.key(), features)
+        method = "UMAP"
+        if coords is None:
+            coords, method = analysis.pca_2d(features), "PCA"
+            st.caption(problem or "UMAP is warming up in a background process (the first time takes ~30 s); "
+                                  "showing PCA meanwhile.")
+        st.plotly_chart(charts.embedding_scatter(coords, mad, analysis.label_grid(layers), colour_by, method),
+                        key="embedding_chart")
+
+    draw()
+
+
+def sweep_section(mad: np.ndarray, eps: float, min_heads: int) -> None:
+    values = analysis.default_sweep_values(mad)
+    counts = analysis.eps_sweep(mad, min_heads, values)
+    st.plotly_chart(charts.eps_sweep_chart(values, counts, eps), key="sweep_chart")
+
+
+def attention_section(choice, layers) -> None:
+    ancestor = resources.ancestor_for(choice)
+    probe_set = resources.probes_for(choice)
+    summary = ancestor.summary
+    cols = st.columns(4)
+    image = cols[0].selectbox("Probe image", range(len(probe_set)), format_func=lambda i: probe_set.names[i],
+                              key="attention_image")
+    layer = cols[1].number_input("Layer", 0, summary.num_layers - 1, 0, key="attention_layer")
+    head = cols[2].number_input("Head", 0, summary.num_heads - 1, 0, key="attention_head")
+    rows, grid_cols = summary.grid_size
+    query_options = ["CLS"] + [f"patch ({r}, {c})" for r in range(rows) for c in range(grid_cols)]
+    query = cols[3].selectbox("Query token", range(len(query_options)), format_func=query_options.__getitem__,
+                              key="attention_query")
+    maps = resources.layer_attention(choice.key(), int(image), int(layer), ancestor, probe_set)
+    heat = analysis.query_attention(maps, int(head), None if query == 0 else query - 1, summary.grid_size,
+                                    summary.num_prefix_tokens)
+    label = layers[int(layer)].labels[int(head)]
+    title = (f"{probe_set.names[image]}: layer {int(layer)}, head {int(head)} "
+             f"({'noise' if label < 0 else f'cluster {label}'}), query {query_options[query]}")
+    st.plotly_chart(charts.attention_overlay(resources.thumbnail(choice.key(), int(image), probe_set), heat, title),
+                    key="attention_chart")
+
+
+def downloads_section(choice, stats, layers, eps: float, min_heads: int) -> None:
+    cols = st.columns(4)
+    cols[0].download_button("Statistics (JSON)", json.dumps(stats.to_json()), "statistics.json", "application/json",
+                            key="download_stats")
+    cols[1].download_button("Clustering (JSON)", json.dumps(analysis.clustering_json(layers, eps, min_heads), indent=1),
+                            "clustering.json", "application/json", key="download_clustering")
+    cols[2].download_button("Centroids (CSV)", analysis.centroid_table(layers).to_csv(index=False), "centroids.csv",
+                            "text/csv", key="download_centroids")
+
+    def learngene_zip() -> bytes:  # built only when the button is pressed
+        return analysis.learngene_archive(resources.ancestor_for(choice), stats.mean_attention_distance, eps,
+                                          min_heads, {"probe": stats.probe})
+
+    cols[3].download_button("Learngene (zip)", learngene_zip, "learngene.zip", "application/zip", key="download_learngene")
+
+
+def section_picker() -> str:
+    ss = st.session_state
+    if ss.get("heads_section_widget") is None:
+        ss["heads_section_widget"] = ss.get("heads_section", SECTIONS[0])
+    choice = st.segmented_control("View", SECTIONS, key="heads_section_widget") or SECTIONS[0]
+    ss["heads_section"] = choice
+    return choice

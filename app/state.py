@@ -1,0 +1,114 @@
+"""What the user chose, kept in ``st.session_state`` and mirrored to disk so a refresh or a restart loses nothing.
+
+Widget values vanish from session state when their page is not shown, so every choice that must outlive a page
+switch lives under a plain key (``CHOICE``, ``EPS``, ...) and widgets are seeded from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import streamlit as st
+
+from learngene.paths import cache_dir
+
+CHOICE = "choice"
+EPS, MIN_HEADS = "eps", "min_heads"
+DEFAULT_EPS, DEFAULT_MIN_HEADS = 10.0, 1
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The ancestor and probe images the analysis runs on (everything that decides the statistics)."""
+
+    spec: str = "builtin"
+    arch: str | None = None
+    img_size: int | None = None
+    probes: str = "builtin"  # "builtin" or a folder path
+    num_images: int | None = None
+
+    def key(self) -> str:
+        """Stable identity of the statistics this choice produces (folder probes include their files' mtimes)."""
+        data = asdict(self)
+        data["probe_files"] = _fingerprint(self.probes) if self.probes != "builtin" else None
+        data["weights"] = _fingerprint(self.spec.rpartition("@")[0]) if "@" in self.spec else None
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        probes = "built-in photos" if self.probes == "builtin" else self.probes
+        return f"{self.spec} on {probes}"
+
+
+def _fingerprint(path: str) -> list | None:
+    target = Path(path).expanduser()
+    try:
+        files = [target] if target.is_file() else sorted(p for p in target.iterdir() if p.is_file())
+        return [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]
+    except OSError:
+        return None
+
+
+def app_dir() -> Path:
+    path = cache_dir() / "app"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _session_file() -> Path:
+    return app_dir() / "session.json"
+
+
+def _read_saved() -> dict:
+    try:
+        return json.loads(_session_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_saved(data: dict) -> None:
+    path = _session_file()
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def current_choice() -> Choice:
+    """The session's choice, else the last one saved on disk (restart), else the built-in defaults."""
+    if CHOICE not in st.session_state:
+        saved = _read_saved().get("choice")
+        try:
+            st.session_state[CHOICE] = Choice(**saved) if saved else Choice()
+        except TypeError:
+            st.session_state[CHOICE] = Choice()
+    return st.session_state[CHOICE]
+
+
+def set_choice(choice: Choice) -> None:
+    st.session_state[CHOICE] = choice
+    saved = _read_saved()
+    saved["choice"] = asdict(choice)
+    _write_saved(saved)
+
+
+def thresholds() -> tuple[float, int]:
+    """Current (eps, min_heads); restored from disk after a restart."""
+    if EPS not in st.session_state:
+        saved = _read_saved()
+        st.session_state[EPS] = float(saved.get(EPS, DEFAULT_EPS))
+        st.session_state[MIN_HEADS] = int(saved.get(MIN_HEADS, DEFAULT_MIN_HEADS))
+    return float(st.session_state[EPS]), int(st.session_state[MIN_HEADS])
+
+
+def set_thresholds(eps: float, min_heads: int) -> None:
+    st.session_state[EPS], st.session_state[MIN_HEADS] = float(eps), int(min_heads)
+    saved = _read_saved()
+    saved[EPS], saved[MIN_HEADS] = float(eps), int(min_heads)
+    _write_saved(saved)
+
+
+def with_changes(choice: Choice, **changes) -> Choice:
+    return replace(choice, **changes)

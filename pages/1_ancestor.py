@@ -1,0 +1,28 @@
+"""Step 1: choose the ancestor ViT and the probe images, see its architecture, compute its head statistics."""
+
+import streamlit as st
+
+from app import ancestor_view, nav, resources, state
+
+st.title("Ancestor")
+st.caption("The pretrained ViT whose attention heads are clustered into a learngene, and the images that probe it.")
+
+choice = state.current_choice()
+with st.expander("Choose the ancestor and the probe images", expanded=choice == state.Choice()):
+    requested = ancestor_view.choice_form(choice)
+if requested is not None and ancestor_view.apply_choice(requested):
+    choice = requested
+
+try:
+    ancestor = resources.ancestor_for(choice)
+except Exception as error:  # e.g. a saved choice whose file has since been deleted
+    st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another one above.")
+    st.stop()
+
+ancestor_view.architecture_card(ancestor.summary)
+st.subheader("Head statistics")
+st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else choice.probes}")
+stats = ancestor_view.ensure_statistics(choice, auto=False)
+if stats is not None:
+    ancestor_view.statistics_panel(stats)
+    nav.link(nav.HEADS, "Explore the heads →", "🎯")
