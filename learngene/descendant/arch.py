@@ -151,3 +151,23 @@ def deit_facts(embed_dim: int) -> ArchFacts:
 
 # Reference models of the paper's scale discussion: (label, embed_dim, heads, depth).
 DEIT_REFERENCES = (("DeiT-Ti", 192, 3, 12), ("DeiT-S", 384, 6, 12), ("DeiT-B", 768, 12, 12))
+
+
+def summary_without_weights(spec: str, arch: str | None = None) -> AncestorSummary:
+    """An ancestor's summary from its architecture alone (meta device): enough for sizing, no weights read.
+
+    Lets ``learngene size`` answer instantly and offline even for hub models whose weights are not downloaded.
+    ``num_classes`` is what the architecture builds by default (the built-in backbone has none).
+    """
+    import timm
+
+    from learngene.ancestors import builtin, parse_spec, summarize
+
+    kind, model_arch, _ = parse_spec(spec, arch)
+    if kind == "builtin":
+        model = timm.create_model(builtin.ARCH, pretrained=False, img_size=builtin.IMG_SIZE, num_classes=0, device="meta")
+    else:
+        if not timm.is_model(model_arch.split(".")[0]):
+            raise LearngeneError(f"unknown model name {model_arch!r}; see timm.list_models('*vit*')")
+        model = timm.create_model(model_arch, pretrained=False, device="meta")
+    return summarize(model, spec, model_arch, pretrained=kind != "random")

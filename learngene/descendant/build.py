@@ -42,8 +42,9 @@ def _on_the_fly_distances(ancestor: Ancestor) -> tuple[np.ndarray, dict]:
     from learngene.probes import load_probe_images
 
     probes = load_probe_images("builtin", ancestor.summary)
-    stats = compute_head_statistics(ancestor.model, probes)
-    return np.asarray(stats.mean_attention_distance, dtype=np.float64), {"statistics": "computed: builtin probe set"}
+    stats = compute_head_statistics(ancestor.model, probes, ancestor.summary)
+    facts = {"statistics": "computed on the fly", "probe": stats.probe, "num_images": stats.num_images}
+    return np.asarray(stats.mean_attention_distance, dtype=np.float64), facts
 
 
 def build_descendant(

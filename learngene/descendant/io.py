@@ -84,31 +84,9 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
 
 
 def read_distances(path: str | Path) -> tuple[np.ndarray, dict]:
-    """Read an (L, H) table of mean attention distances from a statistics JSON file.
+    """The (L, H) mean attention distances of a statistics file (``learngene analyze``), and its provenance."""
+    from learngene.attention.statistics import read_stats_file
 
-    Accepts a JSON object with ``mean_attention_distance`` (the head-statistics format) or ``distances`` (a
-    learngene.json), at the top level or under ``statistics``, or a bare (L, H) list.
-    """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as error:
-        raise LearngeneError(f"statistics file {path} does not exist; check the path") from error
-    except (OSError, ValueError) as error:
-        raise LearngeneError(f"cannot read statistics from {path}: not a JSON file ({error})") from error
-    candidates = [data]
-    if isinstance(data, dict) and isinstance(data.get("statistics"), dict):
-        candidates.append(data["statistics"])
-    for item in candidates:
-        table = item if isinstance(item, list) else next(
-            (item[k] for k in ("mean_attention_distance", "distances") if isinstance(item, dict) and k in item), None
-        )
-        if table is not None:
-            try:
-                array = np.asarray(table, dtype=np.float64)
-            except (TypeError, ValueError) as error:
-                raise LearngeneError(f"the distances in {path} are not a numeric table ({error})") from error
-            if array.ndim != 2:
-                raise LearngeneError(f"the distances in {path} must be a table of layers x heads, got shape {array.shape}")
-            return array, {"statistics": str(path)}
-    raise LearngeneError(f"{path} holds no mean attention distances (key mean_attention_distance or distances)")
+    data = read_stats_file(path)
+    table = np.asarray(data["mean_attention_distance"], dtype=np.float64)
+    return table, {"statistics": str(Path(path).resolve()), "probe": data.get("probe", "")}

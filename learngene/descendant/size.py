@@ -178,7 +178,7 @@ def descendant_size(
             (all heads noise) and, with ``train_transform``, the automatic FFN groups that T's size depends on.
     """
     summary, facts = _facts(ancestor)
-    spec = spec if spec.is_resolved else spec.resolve(summary)
+    spec = spec.resolve(summary)
     heads = list(spec.heads)
     params = count_params(facts, heads, spec.img_size, spec.num_classes)
     notes = []

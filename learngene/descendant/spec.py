@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from learngene.ancestors import AncestorSummary
 from learngene.errors import LearngeneError
@@ -68,6 +68,8 @@ class DescendantSpec:
         transform_init: ``default`` (PyTorch's Linear init, as the authors' code) or ``identity`` (every output
             starts equal to its input, so the group's layers start as exact copies of the centroid).
         seed: seed for every random part (new classifier, random layers, T), so builds are reproducible.
+        resolved: set by :meth:`resolve`: every architectural field is concrete and ``heads`` is authoritative
+            (``width_ratio`` / ``schedule`` then only record how the heads were chosen).
     """
 
     depth: int | None = None
@@ -83,7 +85,7 @@ class DescendantSpec:
     train_transform: bool = False
     transform_init: str = "default"
     seed: int = 0
-    _resolved_for: str | None = field(default=None, repr=False, compare=False)
+    resolved: bool = False
 
     def __post_init__(self):
         # Accept lists from callers and JSON, store tuples so the spec stays hashable and immutable.
@@ -91,10 +93,6 @@ class DescendantSpec:
             object.__setattr__(self, "heads", tuple(self.heads))
         if isinstance(self.ffn_groups, Sequence) and not isinstance(self.ffn_groups, str):
             object.__setattr__(self, "ffn_groups", tuple(tuple(int(x) for x in g) for g in self.ffn_groups))
-
-    @property
-    def is_resolved(self) -> bool:
-        return self._resolved_for is not None
 
     def resolve(self, ancestor: AncestorSummary) -> DescendantSpec:
         """Check the spec against ``ancestor`` and fill in every architectural field.
@@ -124,8 +122,7 @@ class DescendantSpec:
                 f"{ancestor.num_heads} heads (got {max(heads)}); use a width ratio >= 1"
             )
         return replace(
-            self, depth=depth, heads=tuple(heads), img_size=img_size, num_classes=num_classes,
-            _resolved_for=ancestor.spec,
+            self, depth=depth, heads=tuple(heads), img_size=img_size, num_classes=num_classes, resolved=True
         )
 
     def _check_options(self) -> None:
@@ -140,15 +137,16 @@ class DescendantSpec:
                 raise LearngeneError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise LearngeneError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
-        given = [n for n, v in (("width ratio", self.width_ratio), ("heads", self.heads), ("schedule", self.schedule))
-                 if v is not None]
-        if len(given) > 1:
-            raise LearngeneError(f"give only one of width ratio, heads list or schedule (got {' and '.join(given)})")
         if isinstance(self.ffn_groups, str) and self.ffn_groups != "auto":
             raise LearngeneError(f"ffn_groups must be 'auto', a list of layer groups or None (got {self.ffn_groups!r})")
+        given = [n for n, v in (("width ratio", self.width_ratio), ("heads", self.heads), ("schedule", self.schedule))
+                 if v is not None]
+        # A resolved spec keeps the width ratio or schedule on record beside the heads it produced.
+        if len(given) > 1 and not self.resolved:
+            raise LearngeneError(f"give only one of width ratio, heads list or schedule (got {' and '.join(given)})")
 
     def _resolve_heads(self, num_heads: int, depth: int) -> list[int]:
-        if self.heads is not None:
+        if self.heads is not None or self.resolved:
             heads = list(self.heads)
             if len(heads) != depth:
                 raise LearngeneError(
@@ -193,7 +191,6 @@ class DescendantSpec:
     def to_dict(self) -> dict:
         """JSON-able form (tuples as lists); round-trips through :meth:`from_dict`."""
         data = asdict(self)
-        data.pop("_resolved_for")
         data["heads"] = list(self.heads) if self.heads is not None else None
         if isinstance(self.ffn_groups, tuple):
             data["ffn_groups"] = [list(g) for g in self.ffn_groups]
@@ -201,5 +198,4 @@ class DescendantSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> DescendantSpec:
-        names = {f for f in cls.__dataclass_fields__ if not f.startswith("_")}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
