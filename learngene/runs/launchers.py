@@ -100,9 +100,14 @@ class Launcher(ABC):
         return liveness.child_exit_code(record.get("pid"))
 
     def stop(self, record: dict[str, Any], force: bool = False) -> bool:
-        """Ask the run to checkpoint and exit (SIGTERM), or kill it (``force``). Returns whether it was signalled."""
+        """Ask the run to checkpoint and exit (SIGTERM to the leader), or kill its process group (``force``).
+
+        Returns whether a signal was delivered.
+        """
         sig = signal.SIGKILL if force else signal.SIGTERM
-        return liveness.signal_group(record.get("pid"), record.get("pgid"), record.get("proc_start"), sig)
+        return liveness.signal_run(
+            record.get("pid"), record.get("pgid"), record.get("proc_start"), sig, group=force
+        )
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments that recreate this launcher."""
@@ -460,7 +465,7 @@ class SlurmLauncher(Launcher):
         if record.get("pid"):
             # Local cluster: the controller forwards SIGTERM to the task, which forwards it to the worker.
             sig = signal.SIGKILL if force else signal.SIGTERM
-            return liveness.signal_group(record["pid"], None, record.get("proc_start"), sig)
+            return liveness.signal_run(record["pid"], None, record.get("proc_start"), sig)
         if not record.get("job_id"):
             return False
         argv = (

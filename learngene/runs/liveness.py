@@ -98,17 +98,22 @@ def is_alive(pid: int | None, proc_start: str | None = None) -> bool:
     return True
 
 
-def signal_group(
-    pid: int | None, pgid: int | None, proc_start: str | None, sig: int = signal.SIGTERM
+def signal_run(
+    pid: int | None, pgid: int | None, proc_start: str | None, sig: int = signal.SIGTERM, group: bool = False
 ) -> bool:
-    """Send ``sig`` to the run's process group (or the process), only if it is still our process.
+    """Send ``sig`` to the run's leader process, or to its whole process group with ``group``, only if the pid is
+    still the process we launched.
+
+    A graceful stop must go to the leader alone: the worker's own children (DataLoader workers, torchrun's ranks) die
+    on a SIGTERM of their own and would turn a clean stop into a failure; the leader forwards it where needed. A
+    forced stop kills the whole group so nothing is left behind.
 
     Returns whether a signal was delivered.
     """
     if not is_alive(pid, proc_start):
         return False
     try:
-        if pgid:
+        if group and pgid:
             os.killpg(pgid, sig)
         else:
             os.kill(pid, sig)  # type: ignore[arg-type]
