@@ -303,7 +303,11 @@ class RunManager:
         if row.get("stop_requested"):
             message = "stopped: the process ended without writing a final state; the last checkpoint is kept"
             return {"state": STOPPED, "exit_code": code, "error_tail": message}
-        message = DIED_MESSAGE + _signal_text(code)
+        if code is not None and code > 0:
+            # It exited on its own (an import error, a crash before the worker's handlers were in place).
+            message = f"the process exited with code {code} without writing a final state"
+        else:
+            message = DIED_MESSAGE + _signal_text(code)
         return {
             "state": FAILED,
             "exit_code": code,

@@ -100,3 +100,33 @@ def test_bad_input_is_one_clear_line_and_launches_nothing(cli, runs_root, argv, 
     assert code == 2
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert RunManager(runs_root).list() == []
+
+
+_DRIVER = """
+import sys
+from learngene.cli import main
+from learngene.runs.launchers import LocalLauncher
+LocalLauncher.__init__.__defaults__ = ("fake_worker",)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worker):
+    import signal
+    import subprocess
+    import sys
+
+    argv = [*FAKE_TRAIN, "--model-arg", "fake_steps=400", "--model-arg", "fake_step_s=0.05", "--name", "fg"]
+    cli = subprocess.Popen([sys.executable, "-c", _DRIVER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)  # fmt: skip
+    try:
+        manager = RunManager(runs_root)
+        wait_for(lambda: manager.list() and (manager.get("fg")["step"] or 0) >= 2, timeout_s=60)
+        cli.send_signal(signal.SIGINT)  # what Ctrl-C does; the worker has its own session and does not see it
+        out, err = cli.communicate(timeout=30)
+    finally:
+        cli.kill()
+    assert cli.returncode == 3, err
+    assert "stopping run" in err and "stopped at step" in out
+    record = manager.get("fg")
+    assert record["state"] == "stopped" and record["has_checkpoint"]

@@ -205,3 +205,32 @@ def test_finished_children_are_reaped(manager, fake_worker):
     pid = manager.get(run_id)["pid"]
     manager.wait(run_id, timeout_s=30)
     assert not os.path.exists(f"/proc/{pid}")  # reaped, not a zombie
+
+
+def test_a_worker_that_cannot_start_fails_with_its_stderr(manager):
+    run_id = manager.submit(fake_config(), launcher_options={"worker_module": "no_such_worker_module"})
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "failed" and record["exit_code"] == 1
+    assert "exited with code 1 without writing a final state" in record["error_tail"]
+    assert "No module named no_such_worker_module" in record["error_tail"]
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(manager, tmp_path):
+    from learngene.runs.registry import dumps
+
+    run_dir = tmp_path / "orphan"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(
+        '{"kind": "start", "total_steps": 9, "step": 0}\n{"kind": "train", "step": 5}\n'
+    )
+    # Our own pid is alive, but its start time is not the one recorded at launch: someone else's process now.
+    manager.registry.insert({
+        "run_id": "20260101-000000-000000", "name": "orphan", "state": "running", "created": 1.0, "queued_at": 1.0,
+        "started": 2.0, "pid": os.getpid(), "pgid": os.getpid(), "proc_start": "1", "host": manager.host,
+        "run_dir": str(run_dir), "config_json": dumps(fake_config()),
+    })  # fmt: skip
+    record = manager.get("orphan")
+    assert record["state"] == "failed" and DIED_MESSAGE in record["error_tail"]
+    assert record["step"] == 5 and record["total_steps"] == 9
+    with pytest.raises(LearngeneError, match="already ended as failed"):
+        manager.stop("orphan")
