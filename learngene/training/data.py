@@ -209,6 +209,7 @@ def build_transforms(
         mean=tuple(mean),
         std=tuple(std),
     )
+    _guard_posterize(train)
     evaluation = create_transform(
         config.img_size,
         is_training=False,
@@ -218,6 +219,32 @@ def build_transforms(
         std=tuple(std),
     )
     return train, evaluation
+
+
+def _safe_posterize(img: Any, bits_to_keep: int, **_: Any) -> Any:
+    """timm's posterize, but 0 bits gives a black image as Pillow < 13 did (Pillow 13 raises ValueError)."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _guard_posterize(transform: Any) -> None:
+    """Swap the posterize op inside this transform's RandAugment for :func:`_safe_posterize`.
+
+    The paper's policy (``...-inc1``) maps magnitude 10 to 0 posterize bits; with ``mstd0.5`` that happens a few
+    times per thousand images and crashes the run under Pillow 13. Only this transform object is changed.
+    """
+    from timm.data.auto_augment import RandAugment
+
+    for stage in getattr(transform, "transforms", []):
+        if isinstance(stage, RandAugment):
+            for op in stage.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = _safe_posterize
 
 
 # ---------------------------------------------------------------------------------------------------------------------

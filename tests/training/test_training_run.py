@@ -1,0 +1,124 @@
+"""End-to-end runs on the offline digits set: records, checkpoints, graceful stop, exact resume, clear failures."""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import pytest
+import torch
+from conftest import read_metrics
+
+from learngene.training.checkpoint import load_checkpoint
+from learngene.training.runner import StopFlag
+from learngene.training.worker import run_training
+
+
+def test_digits_run_end_to_end(make_run):
+    # 898 training images at batch 32: 28 steps per epoch, 56 in all, with the full augmentation recipe on.
+    run_dir = make_run(epochs=2, val_fraction=0.5, ema=True, ema_decay=0.9)
+    records = []
+    result = run_training(run_dir, progress=records.append)
+    assert result["state"] == "succeeded" and result["exit_code"] == 0, result["message"]
+    assert result["step"] == 56 and 0.0 <= result["best_top1"] <= 100.0
+    assert json.loads((run_dir / "result.json").read_text()) == result
+
+    lines = read_metrics(run_dir)
+    assert lines == records  # the progress callback sees exactly what is written
+    assert lines[0]["kind"] == "start" and lines[0]["total_steps"] == 56 and lines[0]["steps_per_epoch"] == 28
+    train = [r for r in lines if r["kind"] == "train"]
+    evals = [r for r in lines if r["kind"] == "eval"]
+    assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 56]
+    assert all({"loss", "lr", "images_per_s", "eta_s", "epoch", "time"} <= set(r) for r in train)
+    assert train[-1]["eta_s"] == 0.0 and train[0]["images_per_s"] > 0
+    assert [(r["step"], r["epoch"]) for r in evals] == [(28, 0), (56, 1)]
+    assert all(0 <= r["top1"] <= r["top5"] <= 100 and "ema_top1" in r for r in evals)
+    assert evals[-1]["best_top1"] == max(r["top1"] for r in evals) == result["best_top1"]
+
+    last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert last["step"] == 56 and last["ema"] is not None and last["config"]["dataset"] == "digits"
+    assert {"python", "numpy", "torch"} <= set(last["rng"])
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    repro = json.loads((run_dir / "repro.json").read_text())
+    assert repro["seed"] == 0 and "torch" in repro["versions"] and repro["resolved"]["num_classes"] == 10
+    assert "succeeded" in (run_dir / "train.log").read_text()
+
+
+def _stop_at(stop: StopFlag, step: int):
+    def progress(record):
+        if record["kind"] == "train" and record["step"] >= step:
+            stop.request("test stop")
+
+    return progress
+
+
+def test_stop_then_resume_matches_an_uninterrupted_run(make_run):
+    common = dict(epochs=1, max_steps=16, log_every=2)
+    straight = make_run("straight", **common)
+    assert run_training(straight)["state"] == "succeeded"
+
+    stopped = make_run("stopped", **common)
+    stop = StopFlag()
+    result = run_training(stopped, progress=_stop_at(stop, 6), stop=stop)
+    assert result["state"] == "stopped" and result["exit_code"] == 3 and result["step"] == 7
+    assert json.loads((stopped / "result.json").read_text())["state"] == "stopped"
+    assert load_checkpoint(stopped / "checkpoints" / "last.pt")["step"] == 7
+
+    resumed = run_training(stopped, resume=True)
+    assert resumed["state"] == "succeeded" and resumed["step"] == 16
+    lines = read_metrics(stopped)
+    starts = [r for r in lines if r["kind"] == "start"]
+    assert [s["step"] for s in starts] == [0, 7] and starts[1]["resumed"]
+    after = [r for r in lines if r["kind"] == "train" and r["time"] >= starts[1]["time"]]
+    assert after[0]["step"] == 8
+    # Same batches, same augmentation draws, same lr curve: the weights match the uninterrupted run.
+    lr_straight = {r["step"]: r["lr"] for r in read_metrics(straight) if r["kind"] == "train"}
+    assert all(r["lr"] == pytest.approx(lr_straight[r["step"]]) for r in after)
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(stopped / "checkpoints" / "last.pt")["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_resume_without_or_with_a_corrupt_checkpoint_fails_clearly(make_run, capsys):
+    run_dir = make_run(max_steps=2)
+    result = run_training(run_dir, resume=True)
+    assert result["state"] == "failed" and result["exit_code"] == 1
+    assert "checkpoint not found" in result["message"]
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    result = run_training(run_dir, resume=True)
+    assert result["state"] == "failed" and "corrupt" in result["message"]
+    assert "corrupt" in (run_dir / "train.log").read_text()
+
+
+def test_class_count_mismatch_fails_before_training(make_run):
+    run_dir = make_run(num_classes=7)
+    result = run_training(run_dir)
+    assert result["state"] == "failed" and "has 10 classes" in result["message"] and "--num-classes is 7" in result["message"]
+    assert result["step"] == 0
+
+
+def test_out_of_memory_suggests_a_batch_size(make_run, monkeypatch):
+    import learngene.training.engine as engine
+
+    def explode(ctx, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine, "_optimizer_step", explode)
+    result = run_training(make_run(max_steps=3))
+    assert result["state"] == "failed"
+    assert "batch size 32 does not fit" in result["message"] and "--batch-size 16" in result["message"]
+
+
+def test_full_disk_fails_cleanly_and_keeps_what_was_written(make_run, monkeypatch):
+    run_dir = make_run(max_steps=4, log_every=1)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    result = run_training(run_dir)
+    assert result["state"] == "failed" and result["message"].startswith("disk full while writing")
+    assert len([r for r in read_metrics(run_dir) if r["kind"] == "train"]) == 4  # kept
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+    assert json.loads((run_dir / "result.json").read_text())["state"] == "failed"
