@@ -28,7 +28,8 @@ class Descendant:
         spec: the resolved spec it was built from.
         config: everything ``config.json`` records: the timm recipe, the spec, the provenance, ``head_sources``
             (per layer, per slot: the ancestor head it was initialised from, None where random), ``ffn_sources``
-            and the size figures.
+            (per layer: the ancestor layer its FFN came from and whether through T, None where random),
+            ``ffn_transforms`` (each group's layers and T's initial weights) and the size figures.
     """
 
     model: nn.Module
@@ -105,6 +106,7 @@ def build_descendant(
         "provenance": record_provenance,
         "head_sources": record.head_sources,
         "ffn_sources": record.ffn_sources,
+        "ffn_transforms": record.transforms,
         "params": size.params,
         "inherited_params": record.inherited_params,
         "trainable_params": size.trainable_params,

@@ -51,6 +51,7 @@ class InitRecord:
     head_sources: list[list[int | None]]
     ffn_sources: list[dict | None]
     inherited_params: int = 0
+    transforms: list[dict] = field(default_factory=list)  # per FFN group: its layers and T's initial weights
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -204,5 +205,9 @@ def _init_groups(model: nn.Module, spec: DescendantSpec, learngene, groups: list
             record.inherited_params += sum(centroid[k].numel() for k in FFN_TENSORS)
         transforms.append(transform)
         centroids.append(centroid)
+        record.transforms.append({
+            "layers": list(group), "init": spec.transform_init, "trained": spec.train_transform,
+            "weights": {name: value.tolist() for name, value in transform.state_dict().items()},
+        })
     if spec.train_transform and groups:
         attach_trained_transforms(model, groups, transforms, centroids)

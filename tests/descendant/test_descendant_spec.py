@@ -1,0 +1,75 @@
+"""DescendantSpec resolution: width ratios, schedules, explicit heads, and every bad input named clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from learngene.descendant import DescendantSpec
+from learngene.descendant.arch import summary_without_weights
+from learngene.errors import LearngeneError
+
+
+@pytest.fixture(scope="module")
+def small():
+    """deit_small shape: 12 layers x 6 heads, patch 16, 224 px, 1000 classes."""
+    return summary_without_weights("random:deit_small_patch16_224")
+
+
+@pytest.mark.parametrize("ratio, heads", [(2, 3), (1.5, 4), (1, 6), (0.5, 12), (4, 1), (6, 1)])
+def test_width_ratio_floors_h_over_w(small, ratio, heads):
+    spec = DescendantSpec(depth=6, width_ratio=ratio).resolve(small)
+    assert list(spec.heads) == [heads] * 6
+
+
+def test_defaults_are_the_ancestors_architecture(small):
+    spec = DescendantSpec().resolve(small)
+    assert (spec.depth, spec.heads, spec.img_size, spec.num_classes) == (12, (6,) * 12, 224, 1000)
+
+
+def test_schedules_follow_thirds_of_the_depth(small):
+    # w = 2, 1.5, 1 over the thirds: 3, 4, 6 heads for H = 6.
+    assert list(DescendantSpec(depth=6, schedule="decreasing").resolve(small).heads) == [3, 3, 4, 4, 6, 6]
+    assert list(DescendantSpec(depth=6, schedule="increasing").resolve(small).heads) == [6, 6, 4, 4, 3, 3]
+    assert list(DescendantSpec(depth=4, schedule="decreasing").resolve(small).heads) == [3, 3, 4, 6]
+
+
+def test_explicit_heads_and_resolution_is_idempotent(small):
+    spec = DescendantSpec(depth=3, heads=[1, 7, 2], img_size=96, num_classes=5).resolve(small)
+    assert spec.heads == (1, 7, 2) and spec.img_size == 96 and spec.num_classes == 5
+    assert spec.resolve(small) == spec
+    assert DescendantSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_backbone_ancestor_defaults_to_1000_classes():
+    builtin = summary_without_weights("builtin")
+    assert builtin.num_classes == 0
+    assert DescendantSpec().resolve(builtin).num_classes == 1000
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(depth=13), "depth must be between 1 and the ancestor's 12"),
+        (dict(depth=0), "depth must be between 1"),
+        (dict(depth=2, heads=[3, 0]), "at least one head"),
+        (dict(depth=2, heads=[3, -1]), "at least one head"),
+        (dict(depth=3, heads=[3, 3]), "2 entries but the descendant has 3 layers"),
+        (dict(width_ratio=7), "leaves no head"),
+        (dict(width_ratio=0), "positive number"),
+        (dict(width_ratio=-1), "positive number"),
+        (dict(num_classes=0), "number of classes must be between 1"),
+        (dict(num_classes=-3), "number of classes must be between 1"),
+        (dict(img_size=100), "multiple of the patch size 16"),
+        (dict(width_ratio=2, heads=[3] * 12), "only one of width ratio, heads list or schedule"),
+        (dict(schedule="sideways"), "schedule must be one of"),
+        (dict(init="magic"), "init must be one of"),
+        (dict(head_order="random"), "head_order must be one of"),
+        (dict(init="pretrained-prune", width_ratio=0.5), "cannot have more than its 6 heads"),
+        (dict(init="ancestor", depth=6), "keeps the ancestor's architecture"),
+    ],
+)
+def test_bad_specs_raise_one_clear_line(small, kwargs, words):
+    with pytest.raises(LearngeneError) as error:
+        DescendantSpec(**kwargs).resolve(small)
+    message = str(error.value)
+    assert words in message and "\n" not in message
