@@ -1,0 +1,92 @@
+"""The worker as a real process: SIGTERM ends it as ``stopped`` with a checkpoint; torchrun with 2 gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import read_metrics
+
+from learngene.training.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def _wait_for_train_line(run_dir: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"worker exited early: {process.communicate()}")
+        path = run_dir / "metrics.jsonl"
+        if path.is_file() and '"kind": "train"' in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError("no training step within the timeout")
+
+
+def test_sigterm_stops_with_a_checkpoint(make_run):
+    run_dir = make_run(epochs=50, log_every=1)
+    process = subprocess.Popen([sys.executable, "-m", "learngene.training.worker", str(run_dir)], cwd=REPO,
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_train_line(run_dir, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "stopped" and result["exit_code"] == 3 and "SIGTERM" in result["message"]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == result["step"] >= 1
+    assert "SIGTERM received" in (run_dir / "train.log").read_text()
+
+
+def test_bad_config_fails_before_launch_with_one_line(make_run):
+    run_dir = make_run()
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("batch_size: 32", "batch_size: 0"))
+    done = subprocess.run([sys.executable, "-m", "learngene.training.worker", str(run_dir)], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "error: batch_size must be >= 1, got 0"
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "failed" and result["step"] == 0
+    assert not (run_dir / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_only_rank0_writes(make_run):
+    run_dir = make_run(max_steps=6, log_every=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "learngene.training.worker", str(run_dir)],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "succeeded" and result["step"] == 6
+    lines = read_metrics(run_dir)
+    starts = [r for r in lines if r["kind"] == "start"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2
+    # 1438 training images over 2 ranks at 32 per rank: 22 steps per epoch (one process alone takes 44).
+    assert starts[0]["steps_per_epoch"] == 22
+    assert [r["step"] for r in lines if r["kind"] == "train"] == [2, 4, 6]  # one writer: no duplicates
+    assert len([r for r in lines if r["kind"] == "eval"]) == 1
+    evals = [r for r in lines if r["kind"] == "eval"]
+    assert evals[0]["images"] == 359  # the whole validation split, each image once across the two ranks
+    assert len(list((run_dir / "tb").glob("events.*"))) == 1
+    assert json.loads((run_dir / "repro.json").read_text())["world_size"] == 2
+    assert not list(run_dir.glob("*.tmp")) and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "best.pt", "last.pt"]
