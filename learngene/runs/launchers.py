@@ -50,7 +50,7 @@ def worker_args(run_dir: str | os.PathLike, resume: bool) -> list[str]:
     return [str(Path(run_dir).resolve())] + (["--resume"] if resume else [])
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(gpus: list[str] | None = None) -> dict[str, str]:
     # Make the package importable in the child even from a source checkout that was never pip-installed, and keep
     # its output unbuffered so stdout.log / stderr.log follow the run live.
     import learngene
@@ -61,6 +61,8 @@ def _child_env() -> dict[str, str]:
         [root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     )
     env["PYTHONUNBUFFERED"] = "1"
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # this run's slot(s); concurrent runs get other GPUs
     return env
 
 
@@ -82,8 +84,16 @@ class Launcher(ABC):
         return [shlex.join(self.command(run_dir, resume))]
 
     @abstractmethod
-    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
-        """Start the run; returns at once with the handle."""
+    def launch(
+        self, run_dir: str | os.PathLike, resume: bool = False, gpus: list[str] | None = None
+    ) -> LaunchHandle:
+        """Start the run; returns at once with the handle.
+
+        Args:
+            run_dir: The run directory (holds ``config.yaml``).
+            resume: Continue from ``checkpoints/last.pt``.
+            gpus: ``CUDA_VISIBLE_DEVICES`` entries assigned to this run by the manager (None: inherit).
+        """
 
     def slots(self) -> int:
         """How many of this machine's slots the run occupies while it runs."""
@@ -129,7 +139,9 @@ class LocalLauncher(Launcher):
     def command(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
         return worker_command(self.worker_module, run_dir, resume)
 
-    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
+    def launch(
+        self, run_dir: str | os.PathLike, resume: bool = False, gpus: list[str] | None = None
+    ) -> LaunchHandle:
         run_dir = Path(run_dir)
         argv = self.command(run_dir, resume)
         with open(run_dir / STDOUT_LOG, "ab") as out, open(run_dir / STDERR_LOG, "ab") as err:
@@ -140,7 +152,7 @@ class LocalLauncher(Launcher):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
-                    env=_child_env(),
+                    env=_child_env(gpus),
                     # A new session: no controlling terminal (Ctrl-C in the launching shell does not reach it), it
                     # outlives the app, and its pid is the process group that stop() signals.
                     start_new_session=True,
@@ -429,7 +441,10 @@ class SlurmLauncher(Launcher):
             raise LearngeneError(f"invalid slurm options: {error}") from error
         return executor
 
-    def launch(self, run_dir: str | os.PathLike, resume: bool = False) -> LaunchHandle:
+    def launch(
+        self, run_dir: str | os.PathLike, resume: bool = False, gpus: list[str] | None = None
+    ) -> LaunchHandle:
+        # ``gpus`` is ignored: SLURM (or submitit's local executor) assigns devices itself.
         run_dir = Path(run_dir).resolve()
         executor = self._executor(run_dir)
         try:
@@ -478,6 +493,15 @@ class SlurmLauncher(Launcher):
         except (OSError, subprocess.SubprocessError) as error:
             raise LearngeneError(f"scancel failed for job {record['job_id']}: {error}") from error
         return True
+
+
+def visible_gpus() -> list[str]:
+    """This process's GPUs as ``CUDA_VISIBLE_DEVICES`` entries (empty on a machine without CUDA GPUs)."""
+    count = _visible_gpu_count()
+    listed = [part.strip() for part in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+    if listed and len(listed) >= count:
+        return listed[:count]  # keep the user's restriction (and its ids or UUIDs) when handing GPUs to runs
+    return [str(index) for index in range(count)]
 
 
 def _visible_gpu_count() -> int:

@@ -97,17 +97,25 @@ class RunManager:
         self.registry = Registry(self.root)
         self.cpu_slots = int(cpu_slots)
         self._slots = slots
+        self._gpus: list[str] | None = None
         self.host = socket.gethostname()
 
     # -- capacity ----------------------------------------------------------------------------------------------
 
     @property
+    def gpus(self) -> list[str]:
+        """This machine's GPUs (``CUDA_VISIBLE_DEVICES`` entries) that runs are spread over; empty without CUDA."""
+        if self._gpus is None:
+            from learngene.runs.launchers import visible_gpus
+
+            self._gpus = visible_gpus()
+        return self._gpus
+
+    @property
     def slots(self) -> int:
         """Runs that may occupy this machine at once: explicit ``slots``, else one per GPU, else ``cpu_slots``."""
         if self._slots is None:
-            from learngene.runs.launchers import _visible_gpu_count
-
-            self._slots = _visible_gpu_count() or self.cpu_slots
+            self._slots = len(self.gpus) or self.cpu_slots
         return self._slots
 
     def _launcher(self, row: dict[str, Any]) -> Launcher:
@@ -198,9 +206,10 @@ class RunManager:
 
     def _launch_next(self) -> str | None:
         with self.registry.transaction() as conn:
-            used = 0
+            used, busy_gpus = 0, set()
             for row in self.registry.all((RUNNING,), conn):
                 if row.get("host") == self.host:
+                    busy_gpus.update((row.get("gpus") or "").split(","))
                     try:
                         used += min(self._launcher(row).slots(), self.slots)
                     except LearngeneError:
@@ -216,11 +225,14 @@ class RunManager:
                 if need and (blocked or used + need > self.slots):
                     blocked = True  # runs start in order: a later local run may not overtake this one
                     continue
-                self._launch(conn, row, launcher)
+                free = [gpu for gpu in self.gpus if gpu not in busy_gpus]
+                # With more slots than GPUs (an explicit --slots) runs share: leave the GPUs to the worker then.
+                gpus = free[:need] if need and len(free) >= need else None
+                self._launch(conn, row, launcher, gpus)
                 return row["run_id"]
         return None
 
-    def _launch(self, conn, row: dict[str, Any], launcher: Launcher) -> None:
+    def _launch(self, conn, row: dict[str, Any], launcher: Launcher, gpus: list[str] | None = None) -> None:
         run_dir = Path(row["run_dir"])
         # A result.json left by the previous attempt (before a resume) must not be mistaken for this one's.
         (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
@@ -228,7 +240,7 @@ class RunManager:
         try:
             if not run_dir.is_dir():
                 raise LearngeneError(f"run directory {run_dir} has disappeared")
-            handle = launcher.launch(run_dir, resume=bool(row["resume"]))
+            handle = launcher.launch(run_dir, resume=bool(row["resume"]), gpus=gpus)
         except Exception as error:  # a broken launch fails this run, never the queue
             if not isinstance(error, LearngeneError):
                 log.exception("launching run %s failed", row["run_id"])
@@ -246,6 +258,7 @@ class RunManager:
             proc_start=handle.proc_start,
             job_id=handle.job_id,
             host=self.host,
+            gpus=",".join(gpus) if gpus else None,
             exit_code=None,
             error_tail=None,
             stop_requested=None,

@@ -43,6 +43,7 @@ COLUMNS = (
     "launcher",  # local | torchrun | slurm
     "launcher_options",  # JSON object of the launcher's keyword arguments
     "host",  # machine the process runs on (pids only mean something there)
+    "gpus",  # CUDA_VISIBLE_DEVICES given to the run ("0,1"), None when not assigned
     "exit_code",
     "error_tail",  # failure message plus the last lines of stderr
     "run_dir",
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS runs (
     launcher TEXT NOT NULL DEFAULT 'local',
     launcher_options TEXT NOT NULL DEFAULT '{{}}',
     host TEXT,
+    gpus TEXT,
     exit_code INTEGER,
     error_tail TEXT,
     run_dir TEXT NOT NULL,
@@ -78,8 +80,8 @@ CREATE TABLE IF NOT EXISTS runs (
     stop_requested REAL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS runs_state ON runs (state, queued_at);
 """
+_INDEX = "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, queued_at)"
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -108,6 +110,23 @@ class Registry:
             # WAL lets readers (the app polling every second) proceed while a writer holds the lock.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            self._migrate(conn)
+            conn.execute(_INDEX)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        # Databases made by an older version lack newer columns: add them (all are nullable or defaulted).
+        have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        for line in _SCHEMA.splitlines():
+            parts = line.strip().rstrip(",").split(None, 1)
+            if len(parts) == 2 and parts[0] in COLUMNS and parts[0] not in have and "PRIMARY" not in parts[1]:
+                try:
+                    conn.execute(
+                        f"ALTER TABLE runs ADD COLUMN {parts[0]} {parts[1].replace('NOT NULL ', '')}"
+                    )
+                except sqlite3.OperationalError as error:
+                    if "duplicate column" not in str(error):  # another process migrated it just now
+                        raise
 
     def _connect(self) -> contextlib.closing[sqlite3.Connection]:
         try:

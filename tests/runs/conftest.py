@@ -65,6 +65,7 @@ FAKE_WORKER = textwrap.dedent(
     best = None
     emit(kind="start", total_steps=steps, step=start, epoch=0)
     print(f"starting at step {start}", flush=True)
+    print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
     for step in range(start + 1, steps + 1):
         time.sleep(step_s)
         emit(kind="train", step=step, epoch=0, loss=1.0 / step, lr=0.1, images_per_s=100.0, eta_s=1.0)

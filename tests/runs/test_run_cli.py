@@ -111,22 +111,32 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worker):
+def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worker, tmp_path):
     import signal
     import subprocess
     import sys
 
     argv = [*FAKE_TRAIN, "--model-arg", "fake_steps=400", "--model-arg", "fake_step_s=0.05", "--name", "fg"]
-    cli = subprocess.Popen([sys.executable, "-c", _DRIVER, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)  # fmt: skip
+    out_path, err_path = tmp_path / "cli.out", tmp_path / "cli.err"
+    with (
+        open(out_path, "w") as out,
+        open(err_path, "w") as err,
+    ):  # files, not pipes: nothing can block on a full pipe
+        cli = subprocess.Popen([sys.executable, "-c", _DRIVER, *argv], stdout=out, stderr=err)
     try:
         manager = RunManager(runs_root)
-        wait_for(lambda: manager.list() and (manager.get("fg")["step"] or 0) >= 2, timeout_s=60)
+
+        def started() -> bool:
+            assert cli.poll() is None, err_path.read_text()
+            return bool(manager.list()) and (manager.get("fg")["step"] or 0) >= 2
+
+        wait_for(started, timeout_s=180)  # the CLI imports timm to validate: slow on a busy machine
         cli.send_signal(signal.SIGINT)  # what Ctrl-C does; the worker has its own session and does not see it
-        out, err = cli.communicate(timeout=30)
+        cli.wait(timeout=60)
     finally:
         cli.kill()
-    assert cli.returncode == 3, err
-    assert "stopping run" in err and "stopped at step" in out
+        cli.wait()
+    assert cli.returncode == 3, err_path.read_text()
+    assert "stopping run" in err_path.read_text() and "stopped at step" in out_path.read_text()
     record = manager.get("fg")
     assert record["state"] == "stopped" and record["has_checkpoint"]

@@ -29,7 +29,7 @@ def test_a_run_succeeds_and_reports_metrics(manager, fake_worker):
     assert record["has_checkpoint"] and record["name"] == "first"
     assert record["config"]["img_size"] == 32
     assert (manager.run_dir(run_id) / "config.yaml").is_file()
-    assert manager.log_tail(run_id, 5, "stdout") == ["starting at step 0"]
+    assert manager.log_tail(run_id, 5, "stdout")[0] == "starting at step 0"
     kinds = {m["kind"] for m in manager.read_metrics(run_id)}
     assert kinds == {"start", "train", "eval"}
     listed = manager.list()
@@ -179,11 +179,11 @@ def test_a_launch_failure_fails_that_run_and_the_queue_moves_on(manager, fake_wo
     real_launch = launchers.LocalLauncher.launch
     calls = []
 
-    def flaky_launch(self, run_dir, resume=False):
+    def flaky_launch(self, run_dir, resume=False, gpus=None):
         calls.append(run_dir)
         if len(calls) == 1:
             raise OSError("no such interpreter")
-        return real_launch(self, run_dir, resume)
+        return real_launch(self, run_dir, resume, gpus)
 
     monkeypatch.setattr(launchers.LocalLauncher, "launch", flaky_launch)
     broken = manager.submit(fake_config(), launcher_options=options)
@@ -234,3 +234,24 @@ def test_a_reused_pid_does_not_keep_a_dead_run_running(manager, tmp_path):
     assert record["step"] == 5 and record["total_steps"] == 9
     with pytest.raises(LearngeneError, match="already ended as failed"):
         manager.stop("orphan")
+
+
+def test_each_run_gets_its_own_gpu_slot(runs_root, fake_worker, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    manager = RunManager(runs_root)
+    manager._gpus = ["0", "1"]  # pretend this machine has two GPUs: two slots, one GPU each
+    assert manager.slots == 2
+    options = {"worker_module": fake_worker}
+    runs = [
+        manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options=options)
+        for _ in range(3)
+    ]
+    records = [manager.get(r) for r in runs]
+    assert [r["state"] for r in records] == ["running", "running", "queued"]
+    assert sorted(r["gpus"] for r in records[:2]) == ["0", "1"]
+    wait_for(lambda: "CUDA_VISIBLE_DEVICES=" in "".join(manager.log_tail(runs[1], 5, "stdout")))
+    assert f"CUDA_VISIBLE_DEVICES={records[1]['gpus']}" in manager.log_tail(runs[1], 5, "stdout")
+    manager.stop(runs[0], force=True)
+    manager.wait(runs[0], timeout_s=10)
+    third = wait_for(lambda: (r := manager.get(runs[2]))["state"] == "running" and r)
+    assert third["gpus"] == records[0]["gpus"]  # the freed GPU goes to the next run in the queue

@@ -100,3 +100,15 @@ def test_two_processes_scheduling_one_queue_never_double_launch(runs_root, fake_
     # And launched in submission order.
     started = [manager.get(r, schedule=False)["started"] for r in run_ids]
     assert started == sorted(started)
+
+
+def test_an_older_database_gains_new_columns(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        conn.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, name TEXT, state TEXT NOT NULL, created REAL NOT NULL,"
+                     " run_dir TEXT NOT NULL, config_json TEXT NOT NULL)")  # fmt: skip
+        conn.execute("INSERT INTO runs VALUES ('r1', 'old', 'succeeded', 1.0, '/x', '{}')")
+    registry = Registry(tmp_path)
+    row = registry.get("r1")
+    assert row["gpus"] is None and row["attempts"] == 0 and row["launcher"] == "local"
