@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import io
 import multiprocessing
+import queue
 import tempfile
 import threading
 import zipfile
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +25,40 @@ from learngene.clustering import NOISE, LayerClusters, cluster_layers
 # -- clustering ---------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
-def _cluster_cached(table: bytes, shape: tuple[int, int], eps: float, min_heads: int) -> tuple[LayerClusters, ...]:
-    mad = np.frombuffer(table, dtype=np.float64).reshape(shape)
-    return tuple(cluster_layers(mad, eps=eps, min_heads=min_heads))
+_LAYER_CACHE: dict[tuple, LayerClusters] = {}
+_LAYER_CACHE_LIMIT = 50_000
+
+
+@functools.lru_cache(maxsize=1024)
+def _pair_gaps(row: bytes) -> np.ndarray:
+    values = np.frombuffer(row, dtype=np.float64)
+    return np.sort(np.abs(values[:, None] - values[None, :])[np.triu_indices(len(values), 1)])
 
 
 def cluster(mad: np.ndarray, eps: float, min_heads: int) -> list[LayerClusters]:
-    """Per-layer clustering of an (L, H) MAD table (memoised: moving a slider back costs nothing)."""
+    """Per-layer clustering of an (L, H) MAD table by the backend, memoised per layer.
+
+    A layer's clustering depends on Eps only through its Eps-neighbourhood graph, i.e. through how many of its
+    pairwise MAD gaps are <= Eps. That count is the cache key, so a slider move re-clusters only the layers whose
+    graph it changed (usually a few), and moving back costs nothing.
+    """
+    from learngene.clustering import validate_thresholds
+
+    validate_thresholds(eps, min_heads)
     mad = np.ascontiguousarray(mad, dtype=np.float64)
-    return list(_cluster_cached(mad.tobytes(), mad.shape, float(eps), int(min_heads)))
+    if mad.ndim != 2:
+        return cluster_layers(mad, eps=eps, min_heads=min_heads)  # the backend explains the problem
+    if len(_LAYER_CACHE) > _LAYER_CACHE_LIMIT:
+        _LAYER_CACHE.clear()
+    result = []
+    for row in mad:
+        data = row.tobytes()
+        key = (data, int(min_heads), int(np.searchsorted(_pair_gaps(data), eps, side="right")))
+        layer = _LAYER_CACHE.get(key)
+        if layer is None:
+            layer = _LAYER_CACHE[key] = cluster_layers(row[None, :], eps=float(eps), min_heads=int(min_heads))[0]
+        result.append(layer)
+    return result
 
 
 def label_grid(layers: list[LayerClusters]) -> np.ndarray:
@@ -132,49 +157,56 @@ def pca_2d(features: np.ndarray) -> np.ndarray:
 
 
 class UmapWorker:
-    """Computes UMAP embeddings in the background; ``result`` never blocks (None until ready).
+    """Computes UMAP embeddings in the background; :meth:`result` never blocks (None until ready).
 
     The first fit pays for importing umap and numba's compilation (~25 s on a 2-core machine); later fits take a
-    fraction of a second. That work runs in one long-lived worker *process* (``app.umap_job``), not a thread:
-    numba's compiler holds the GIL, and in a thread it would stall every page render meanwhile.
+    fraction of a second. The fits run in one long-lived, low-priority worker *process* (:mod:`app.umap_job`), fed
+    by one daemon thread: numba's compiler holds the GIL, so in a thread of the app it would stall every page
+    render meanwhile. Both are daemons: quitting the app (or a test run) never waits for a fit.
     """
 
     def __init__(self) -> None:
-        self._executor: ProcessPoolExecutor | None = None
         self._futures: dict[str, Future] = {}
+        self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor
+        self._thread: threading.Thread | None = None
 
     def submit(self, key: str, features: np.ndarray) -> Future:
         """Start the embedding of ``features`` under ``key`` unless it was started before."""
         with self._lock:
             future = self._futures.get(key)
             if future is None:
-                from app.umap_job import umap_2d
-
-                try:
-                    future = self._pool().submit(umap_2d, np.array(features, copy=True))
-                except Exception as error:  # e.g. a broken pool: reported by result(), PCA is shown
-                    self._executor = None  # the next key gets a fresh worker
-                    future = Future()
-                    future.set_exception(error)
-                self._futures[key] = future
+                future = self._futures[key] = Future()
+                self._jobs.put((np.array(features, dtype=np.float64, copy=True), future))
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._serve, name="umap-feeder", daemon=True)
+                    self._thread.start()
             return future
 
-    def result(self, key: str, features: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-        """(coordinates or None while running, error message or None)."""
-        future = self.submit(key, features)
-        if not future.done():
-            return None, None
-        error = future.exception()
-        if error is not None:
-            return None, f"UMAP failed ({error}); showing PCA"
-        return future.result(), None
+    def _serve(self) -> None:
+        """Feed jobs to the worker process one at a time (restarting it if it died); never touches Streamlit."""
+        from app.umap_job import serve
 
+        context = multiprocessing.get_context("spawn")
+        connection = process = None
+        while True:
+            features, future = self._jobs.get()
+            try:
+                if process is None or not process.is_alive():
+                    connection, child = context.Pipe()
+                    process = context.Process(target=serve, args=(child,), name="umap-worker", daemon=True)
+                    process.start()
+                    child.close()
+                connection.send(features)
+                coords, error = connection.recv()
+            except (EOFError, OSError) as failure:
+                process = None
+                future.set_exception(RuntimeError(f"the UMAP worker process stopped ({failure!r})"))
+                continue
+            if error is None:
+                future.set_result(coords)
+            else:
+                future.set_exception(RuntimeError(error))
 
 umap_worker = UmapWorker()
 

@@ -1,4 +1,9 @@
-"""Plotly figure builders: pure functions from arrays to figures, no Streamlit (unit-testable)."""
+"""Plotly figure builders: pure functions from arrays to figures, no Streamlit (unit-testable).
+
+Figures are assembled from plain dicts with plotly's validation switched off (``_validate=False``): validating 144
+per-point colours and symbols costs ~25 ms per chart, a large share of the Heads page's slider budget. The tests
+re-validate every builder's output with a normal ``go.Figure(...)``, so a mistake still fails loudly.
+"""
 
 from __future__ import annotations
 
@@ -18,36 +23,51 @@ def cluster_colours(labels) -> list[str]:
     return [NOISE_COLOUR if label < 0 else PALETTE[label % len(PALETTE)] for label in np.ravel(labels)]
 
 
-def _layout(fig: go.Figure, title: str, height: int = 420, **kwargs) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), **kwargs)
-    return fig
+def figure(data: list[dict], title: str, height: int = 420, **layout) -> go.Figure:
+    """A figure from trace dicts and layout keywords, without plotly's (slow) validation."""
+    base = dict(title=dict(text=title), height=height, margin=dict(l=10, r=10, t=40, b=10))
+    base.update(layout)
+    return go.Figure(data=data, layout=base, _validate=False)
+
+
+def _head_text(mad: np.ndarray, labels: np.ndarray, centroids: np.ndarray | None = None) -> list[str]:
+    L, H = mad.shape
+    ranks = centroids.ravel() if centroids is not None else np.full(L * H, -1)
+    return [
+        f"layer {i // H}, head {i % H}<br>MAD {d:.1f} px<br>{'noise' if c < 0 else f'cluster {c}'}"
+        + (f"<br>centroid, priority {p}" if p >= 0 else "")
+        for i, (d, c, p) in enumerate(zip(mad.ravel(), labels.ravel(), ranks, strict=True))
+    ]
 
 
 def mad_scatter(mad: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> go.Figure:
     """Mean attention distance per head: layer on x, one point per head, colour = cluster, centroids ringed."""
     L, H = mad.shape
-    layer, head = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
-    flat_labels = labels.ravel()
-    is_noise = flat_labels < 0
-    is_centroid = centroids.ravel() >= 0
-    text = [
-        f"layer {ly}, head {h}<br>MAD {d:.1f} px<br>{'noise' if c < 0 else f'cluster {c}'}"
-        + (f"<br>centroid, priority {p}" if p >= 0 else "")
-        for ly, h, d, c, p in zip(layer.ravel(), head.ravel(), mad.ravel(), flat_labels, centroids.ravel(), strict=True)
-    ]
-    fig = go.Figure(
-        go.Scatter(
-            x=layer.ravel(), y=mad.ravel(), mode="markers", hovertext=text, hoverinfo="text", showlegend=False,
-            marker=dict(
-                color=cluster_colours(flat_labels), size=np.where(is_centroid, 13, 9),
-                symbol=np.where(is_noise, "x", "circle"),
-                line=dict(color="black", width=np.where(is_centroid, 2, 0)),
-            ),
-        )
-    )
-    fig.update_xaxes(title="layer", dtick=1)
-    fig.update_yaxes(title="mean attention distance (px)")
-    return _layout(fig, "Mean attention distance per head (colour = cluster, ringed = centroid, x = noise)")
+    x = np.repeat(np.arange(L), H)
+    y, flat, ranks = mad.ravel(), labels.ravel(), centroids.ravel()
+    text = np.array(_head_text(mad, labels, centroids), dtype=object)
+    colours = np.array(cluster_colours(flat), dtype=object)
+    traces = []
+    for name, mask, marker in (
+        ("heads", (flat >= 0) & (ranks < 0), dict(size=9)),
+        ("centroids", ranks >= 0, dict(size=13, line=dict(color="black", width=2))),
+        ("noise", flat < 0, dict(size=9, symbol="x")),
+    ):
+        if mask.any():
+            traces.append(dict(type="scatter", x=x[mask], y=y[mask], mode="markers", name=name,
+                               hovertext=text[mask].tolist(), hoverinfo="text",
+                               marker=dict(color=colours[mask].tolist(), **marker)))
+    return figure(traces, "Mean attention distance per head (colour = cluster, ringed = centroid, x = noise)",
+                  xaxis=dict(title=dict(text="layer"), dtick=1),
+                  yaxis=dict(title=dict(text="mean attention distance (px)")),
+                  legend=dict(orientation="h", y=-0.15))
+
+
+def _discrete_scale(colours: list[str]) -> list[list]:
+    scale = []
+    for i, colour in enumerate(colours):
+        scale += [[i / len(colours), colour], [(i + 1) / len(colours), colour]]
+    return scale
 
 
 def cluster_grid(labels: np.ndarray, centroids: np.ndarray) -> go.Figure:
@@ -55,67 +75,51 @@ def cluster_grid(labels: np.ndarray, centroids: np.ndarray) -> go.Figure:
     L, H = labels.shape
     n = len(PALETTE)
     z = np.where(labels < 0, n, labels % n).astype(float)
-    steps = PALETTE + [NOISE_COLOUR]
-    scale = []
-    for i, colour in enumerate(steps):
-        scale += [[i / len(steps), colour], [(i + 1) / len(steps), colour]]
     text = [
         ["·" if c < 0 else (f"{c}★" if p >= 0 else str(c)) for c, p in zip(row_c, row_p, strict=True)]
-        for row_c, row_p in zip(labels, centroids, strict=True)
+        for row_c, row_p in zip(labels.tolist(), centroids.tolist(), strict=True)
     ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z, x=list(range(H)), y=list(range(L)), text=text, texttemplate="%{text}", zmin=-0.5,
-            zmax=len(steps) - 0.5, colorscale=scale, showscale=False, xgap=2, ygap=2,
-            hovertemplate="layer %{y}, head %{x}: %{text}<extra></extra>",
-        )
-    )
-    fig.update_xaxes(title="head", dtick=1, side="top")
-    fig.update_yaxes(title="layer", dtick=1, autorange="reversed")
-    return _layout(fig, "Cluster of every head (★ centroid, · noise)", height=max(260, 28 * L + 80))
+    trace = dict(type="heatmap", z=z, x=list(range(H)), y=list(range(L)), text=text, texttemplate="%{text}",
+                 zmin=-0.5, zmax=n + 0.5, colorscale=_discrete_scale(PALETTE + [NOISE_COLOUR]), showscale=False,
+                 xgap=2, ygap=2, hovertemplate="layer %{y}, head %{x}: cluster %{text}<extra></extra>")
+    return figure([trace], "Cluster of every head (★ centroid, · noise)", height=max(260, 28 * L + 80),
+                  xaxis=dict(title=dict(text="head"), dtick=1, side="top"),
+                  yaxis=dict(title=dict(text="layer"), dtick=1, autorange="reversed"))
 
 
 def similarity_heatmap(matrix: np.ndarray, tick_labels: list[str], title: str) -> go.Figure:
-    fig = go.Figure(
-        go.Heatmap(z=matrix, x=tick_labels, y=tick_labels, colorscale="Viridis",
-                   hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>")
-    )
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    return _layout(fig, title, height=520)
+    trace = dict(type="heatmap", z=matrix, x=tick_labels, y=tick_labels, colorscale="Viridis",
+                 hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>")
+    return figure([trace], title, height=520, xaxis=dict(type="category"),
+                  yaxis=dict(type="category", autorange="reversed"))
 
 
 def embedding_scatter(coords: np.ndarray, mad: np.ndarray, labels: np.ndarray, colour_by: str, method: str) -> go.Figure:
     """Heads in 2-D; hover shows layer, head, MAD and cluster."""
     L, H = mad.shape
-    layer, head = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
-    text = [
-        f"layer {ly}, head {h}<br>MAD {d:.1f} px<br>{'noise' if c < 0 else f'cluster {c}'}"
-        for ly, h, d, c in zip(layer.ravel(), head.ravel(), mad.ravel(), labels.ravel(), strict=True)
-    ]
     if colour_by == "layer":
-        marker = dict(color=layer.ravel(), colorscale="Viridis", showscale=True, colorbar=dict(title="layer"), size=9)
+        marker = dict(color=np.repeat(np.arange(L), H), colorscale="Viridis", showscale=True,
+                      colorbar=dict(title=dict(text="layer")), size=9)
     else:
         marker = dict(color=cluster_colours(labels), size=9)
-    fig = go.Figure(go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", marker=marker,
-                               hovertext=text, hoverinfo="text"))
-    fig.update_xaxes(showticklabels=False, title=f"{method} 1")
-    fig.update_yaxes(showticklabels=False, title=f"{method} 2")
-    return _layout(fig, f"Heads in 2-D ({method} of their mean attention patterns)", height=480)
+    trace = dict(type="scatter", x=coords[:, 0], y=coords[:, 1], mode="markers", marker=marker,
+                 hovertext=_head_text(mad, labels), hoverinfo="text")
+    return figure([trace], f"Heads in 2-D ({method} of their mean attention patterns)", height=480,
+                  xaxis=dict(showticklabels=False, title=dict(text=f"{method} 1")),
+                  yaxis=dict(showticklabels=False, title=dict(text=f"{method} 2")))
 
 
 def eps_sweep_chart(eps_values: np.ndarray, counts: np.ndarray, current_eps: float) -> go.Figure:
-    """Number of clusters per layer as Eps sweeps, one line per layer; the current Eps is a dashed line."""
-    fig = go.Figure()
-    L = counts.shape[1]
-    for layer in range(L):
-        fig.add_trace(go.Scatter(x=eps_values, y=counts[:, layer], mode="lines", name=f"layer {layer}",
-                                 line=dict(shape="hv", width=1.5),
-                                 hovertemplate=f"layer {layer}: %{{y}} clusters at Eps %{{x}}<extra></extra>"))
-    fig.add_vline(x=current_eps, line_dash="dash", line_color="black")
-    fig.update_xaxes(title="Eps (px)")
-    fig.update_yaxes(title="clusters")
-    return _layout(fig, "Clusters per layer as Eps sweeps (dashed: current Eps)", height=420)
+    """Number of clusters per layer as Eps sweeps, one step line per layer; the current Eps is a dashed line."""
+    traces = [
+        dict(type="scatter", x=eps_values, y=counts[:, layer], mode="lines", name=f"layer {layer}",
+             line=dict(shape="hv", width=1.5), hovertemplate=f"layer {layer}: %{{y}} clusters at Eps %{{x}}<extra></extra>")
+        for layer in range(counts.shape[1])
+    ]
+    line = dict(type="line", x0=current_eps, x1=current_eps, y0=0, y1=1, yref="paper",
+                line=dict(dash="dash", color="black"))
+    return figure(traces, "Clusters per layer as Eps sweeps (dashed: current Eps)", shapes=[line],
+                  xaxis=dict(title=dict(text="Eps (px)")), yaxis=dict(title=dict(text="clusters")))
 
 
 def attention_overlay(image, heat: np.ndarray, title: str, opacity: float = 0.55) -> go.Figure:
@@ -123,21 +127,10 @@ def attention_overlay(image, heat: np.ndarray, title: str, opacity: float = 0.55
     array = np.asarray(image)
     size = array.shape[0]
     rows, cols = heat.shape
-    fig = go.Figure(go.Image(z=array, hoverinfo="skip"))
-    fig.add_trace(
-        go.Heatmap(
-            z=heat, x0=size / cols / 2, dx=size / cols, y0=size / rows / 2, dy=size / rows, colorscale="Inferno",
-            opacity=opacity, showscale=True, hovertemplate="attention %{z:.4f}<extra></extra>",
-        )
-    )
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    return _layout(fig, title, height=460)
-
-
-def bar_counts(counts: list[int], total_heads: int) -> go.Figure:
-    fig = go.Figure(go.Bar(x=list(range(len(counts))), y=counts, marker_color="#1f77b4",
-                           hovertemplate="layer %{x}: %{y} clusters<extra></extra>"))
-    fig.update_xaxes(title="layer", dtick=1)
-    fig.update_yaxes(title="clusters", range=[0, total_heads])
-    return _layout(fig, "Clusters per layer", height=260)
+    traces = [
+        dict(type="image", z=array, hoverinfo="skip"),
+        dict(type="heatmap", z=heat, x0=size / cols / 2, dx=size / cols, y0=size / rows / 2, dy=size / rows,
+             colorscale="Inferno", opacity=opacity, hovertemplate="attention %{z:.4f}<extra></extra>"),
+    ]
+    return figure(traces, title, height=460, xaxis=dict(visible=False),
+                  yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))

@@ -1,4 +1,25 @@
+"""Step 4: fine-tune a descendant: dataset, the paper's recipe, launcher; see the exact command, then launch."""
+
 import streamlit as st
 
-st.title("4_finetune")
-st.info("Coming soon.")
+from app import finetune_view as view
+from app import launch, nav
+
+st.title("Fine-tune")
+st.caption("Every launch is a separate process tracked in the run registry; this page returns at once.")
+
+model = view.model_source()
+st.subheader("Data")
+data = view.dataset_fields()
+st.subheader("Recipe (the paper's defaults)")
+recipe = view.recipe_fields()
+st.subheader("Launcher")
+launcher, options = view.launcher_fields()
+name = st.text_input("Run name (optional)", key="ft_name").strip() or None
+
+config = view.make_config({**model, **data, **recipe}) if model is not None else None
+if config is not None:
+    st.markdown("**Equivalent command**")
+    st.code(launch.command_text(launch.train_argv(config, name, launcher, options)), language="bash")
+    if view.launch_button(config, name, launcher, options, "Launch", "launch"):
+        nav.link(nav.RUNS, "Watch it on the Runs page →", "📈")

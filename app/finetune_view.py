@@ -1,0 +1,143 @@
+"""Widgets of the Fine-tune page: model source, dataset, recipe (paper defaults), launcher, launch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+import yaml
+
+from app import launch, runs_view
+from learngene.errors import LearngeneError
+from learngene.training.config import (
+    AMP_CHOICES,
+    BUILTIN_DATASETS,
+    DEVICE_CHOICES,
+    FOLDER_DATASETS,
+    TORCHVISION_DATASETS,
+    TrainConfig,
+)
+
+LAST_DESCENDANT = "last_descendant"  # set by the Descendants page
+SUBMITTED = "submitted_forms"
+FOLDER = "an image folder (one sub-folder per class)…"
+
+
+def model_source() -> dict[str, Any] | None:
+    """Model fields of the config, or None after showing what is wrong."""
+    kinds = {"descendant": "A saved descendant", "model": "A timm model with random weights (baseline / smoke test)"}
+    kind = st.radio("Model", list(kinds), format_func=kinds.get, horizontal=True, key="ft_model_kind")
+    if kind == "descendant":
+        path = st.text_input("Descendant folder (written by the Descendants page or `learngene build`)",
+                             value=st.session_state.get(LAST_DESCENDANT, ""), key="ft_descendant")
+        if not path.strip():
+            st.info("Build and save a descendant on the Descendants page, or type the folder of one.")
+            return None
+        return {"descendant": path.strip()}
+    name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
+    args = st.text_input("Model arguments (YAML mapping)", value="{depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}",
+                         key="ft_model_args", help="Passed to timm.create_model, e.g. {depth: 6}")
+    try:
+        kwargs = yaml.safe_load(args) or {}
+        if not isinstance(kwargs, dict):
+            raise ValueError("not a mapping")
+    except (yaml.YAMLError, ValueError) as error:
+        st.error(f"Model arguments must be a YAML mapping like {{depth: 2}} ({error}).")
+        return None
+    return {"model": name.strip(), "model_kwargs": kwargs}
+
+
+def dataset_fields() -> dict[str, Any]:
+    options = list(BUILTIN_DATASETS) + list(TORCHVISION_DATASETS) + list(FOLDER_DATASETS) + [FOLDER]
+    labels = {d: f"{d} (built in, offline)" for d in BUILTIN_DATASETS}
+    labels.update({d: f"{d} (torchvision, downloads once)" for d in TORCHVISION_DATASETS})
+    labels.update({d: f"{d} (needs its image folder)" for d in FOLDER_DATASETS})
+    choice = st.selectbox("Dataset", options, format_func=lambda d: labels.get(d, d), key="ft_dataset")
+    fields: dict[str, Any] = {}
+    if choice == FOLDER:
+        fields["dataset"] = st.text_input("Image folder", key="ft_folder").strip()
+    else:
+        fields["dataset"] = choice
+    if choice in TORCHVISION_DATASETS or choice in FOLDER_DATASETS:
+        root = st.text_input("Data root", key="ft_data_root", help="Where the dataset is (or is downloaded to)")
+        fields["data_root"] = root.strip() or None
+    return fields
+
+
+def recipe_fields() -> dict[str, Any]:
+    """The recipe, prefilled with the paper's defaults (TrainConfig's)."""
+    d = TrainConfig()
+    c = st.columns(4)
+    fields = {
+        "epochs": c[0].number_input("Epochs", 1, 10_000, d.epochs, key="ft_epochs"),
+        "max_steps": c[1].number_input("Max steps (0 = all)", 0, 10_000_000, 0, key="ft_max_steps") or None,
+        "batch_size": c[2].number_input("Batch size (per process)", 1, 4096, d.batch_size, key="ft_batch"),
+        "img_size": c[3].number_input("Resolution (px)", 8, 1024, d.img_size, step=8, key="ft_img"),
+    }
+    c = st.columns(4)
+    fields["base_lr"] = c[0].number_input("Base lr (x batch / 512)", 0.0, 1.0, d.base_lr, format="%.2e", key="ft_lr")
+    fields["warmup_epochs"] = c[1].number_input("Warm-up epochs", 0.0, 1000.0, d.warmup_epochs, key="ft_warmup")
+    fields["weight_decay"] = c[2].number_input("Weight decay", 0.0, 10.0, d.weight_decay, key="ft_wd")
+    fields["label_smoothing"] = c[3].number_input("Label smoothing", 0.0, 0.99, d.label_smoothing, key="ft_ls")
+    c = st.columns(4)
+    fields["mixup"] = c[0].number_input("Mixup alpha", 0.0, 10.0, d.mixup, key="ft_mixup")
+    fields["cutmix"] = c[1].number_input("CutMix alpha", 0.0, 10.0, d.cutmix, key="ft_cutmix")
+    fields["reprob"] = c[2].number_input("Random erasing", 0.0, 1.0, d.reprob, key="ft_reprob")
+    fields["randaugment"] = c[3].text_input("RandAugment", d.randaugment, key="ft_ra")
+    c = st.columns(4)
+    fields["amp"] = c[0].selectbox("AMP", AMP_CHOICES, key="ft_amp")
+    fields["device"] = c[1].selectbox("Device", DEVICE_CHOICES, key="ft_device")
+    fields["workers"] = c[2].number_input("Data workers (-1 = auto)", -1, 64, -1, key="ft_workers")
+    fields["seed"] = c[3].number_input("Seed", 0, 2**31 - 1, d.seed, key="ft_seed")
+    if fields["workers"] < 0:
+        fields["workers"] = None
+    return {k: (int(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
+
+
+def launcher_fields() -> tuple[str, dict[str, Any]]:
+    names = {"local": "Local process", "torchrun": "torchrun (this machine's GPUs / several nodes)",
+             "slurm": "SLURM (submitit)"}
+    kind = st.radio("Launcher", list(names), format_func=names.get, horizontal=True, key="ft_launcher")
+    options: dict[str, Any] = {}
+    if kind == "torchrun":
+        gpus = runs_view.manager().gpus
+        st.caption(f"GPUs visible: {', '.join(gpus) if gpus else 'none (CPU processes, gloo backend)'}; "
+                   "the queue gives each run free GPUs.")
+        options["nproc_per_node"] = int(st.number_input("Processes per node", 1, 64, max(1, len(gpus) or 1), key="ft_nproc"))
+    elif kind == "slurm":
+        c = st.columns(4)
+        options["partition"] = c[0].text_input("Partition", key="ft_partition").strip() or None
+        options["nodes"] = int(c[1].number_input("Nodes", 1, 512, 1, key="ft_nodes"))
+        options["gpus_per_node"] = int(c[2].number_input("GPUs per node", 0, 16, 1, key="ft_gpn"))
+        options["time_min"] = int(c[3].number_input("Time limit (min)", 1, 100_000, 60, key="ft_time"))
+        options["cluster"] = st.selectbox("submitit cluster", ("slurm", "local", "debug"), key="ft_cluster",
+                                          help="local runs the SLURM-shaped job on this machine")
+    return kind, options
+
+
+def make_config(fields: dict[str, Any]) -> TrainConfig | None:
+    try:
+        return TrainConfig.from_dict({**TrainConfig().to_dict(), **fields}).validate()
+    except LearngeneError as error:
+        st.error(str(error))
+        return None
+
+
+def launch_button(config: TrainConfig, name: str | None, launcher: str, options: dict[str, Any], label: str,
+                  key: str) -> str | None:
+    """Show the equivalent command and a launch button; submit once per filled-in form."""
+    if not st.button(label, type="primary", key=key):
+        return None
+    submitted = st.session_state.setdefault(SUBMITTED, {})
+    token = launch.form_token(config.to_dict(), name, launcher, options)
+    try:
+        run_id, new = launch.submit(runs_view.manager(), config, name, launcher, options, submitted, token)
+    except LearngeneError as error:
+        st.error(str(error))
+        return None
+    if new:
+        st.success(f"Queued run {run_id}: follow it on the Runs page.")
+    else:
+        st.info(f"This exact run was already launched from this page ({run_id}); change a setting to launch another.")
+    st.session_state["selected_run"] = run_id
+    return run_id

@@ -1,0 +1,74 @@
+"""The Heads page on real statistics of the built-in ancestor: live reclustering and every view."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import MAIN, TIMEOUT, assert_clean, metric, page
+from streamlit.testing.v1 import AppTest
+
+
+@pytest.fixture
+def heads(app):
+    at = app.run()
+    at.switch_page(page("2_heads.py")).run()
+    assert_clean(at)
+    return at
+
+
+def test_moving_eps_changes_the_clusters(heads):
+    at = heads
+    assert at.title[0].value == "Heads"
+    assert at.get("plotly_chart"), "the MAD chart is drawn"
+    at10 = int(metric(at, "Clusters (inherited heads)"))
+    at.slider(key="eps_slider").set_value(40.0).run()
+    assert_clean(at)
+    at40 = int(metric(at, "Clusters (inherited heads)"))
+    assert at40 < at10, (at10, at40)
+    assert at.number_input(key="eps_input").value == pytest.approx(40.0)  # the exact input follows the slider
+    at.number_input(key="eps_input").set_value(0.1).run()
+    assert at.slider(key="eps_slider").value == pytest.approx(0.1)  # and the slider follows the input
+    assert int(metric(at, "Clusters (inherited heads)")) == 72  # 0.1 px apart: every head its own cluster
+
+
+def test_min_heads_marks_noise_and_thresholds_survive_a_restart(heads):
+    at = heads
+    assert metric(at, "Noise heads") == "0"
+    at.slider(key="min_heads_slider").set_value(3).run()
+    assert_clean(at)
+    assert int(metric(at, "Noise heads")) > 0
+    at.slider(key="eps_slider").set_value(12.5).run()
+    again = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    again.switch_page(page("2_heads.py")).run()
+    assert again.slider(key="eps_slider").value == pytest.approx(12.5)
+    assert again.slider(key="min_heads_slider").value == 3
+
+
+def test_cluster_grid_and_centroid_table(heads):
+    table = heads.dataframe[0].value
+    assert list(table.columns[:4]) == ["layer", "priority", "centroid head", "cluster"]
+    assert table["size"].sum() == 72  # with MinHds 1 every head is in exactly one cluster
+    first = table[table.layer == 0]["size"].tolist()
+    assert first == sorted(first, reverse=True)  # priority order: largest cluster first
+
+
+@pytest.mark.parametrize("view", ["Similarity", "Heads in 2-D", "Eps sweep", "Attention maps", "Downloads"])
+def test_every_view_renders(heads, view):
+    at = heads
+    at.segmented_control(key="heads_section_widget").set_value(view).run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    charts = at.get("plotly_chart")
+    if view == "Downloads":
+        assert len(at.get("download_button")) == 4
+    else:
+        assert len(charts) >= 2, view  # the MAD chart plus the view's own
+    if view == "Similarity":
+        at.selectbox(key="similarity_measure").set_value("pattern-js").run()
+        at.number_input(key="similarity_layer").set_value(5).run()
+        assert_clean(at)
+        assert len(at.get("plotly_chart")) == 3
+    if view == "Attention maps":
+        at.number_input(key="attention_layer").set_value(11).run()
+        at.selectbox(key="attention_query").set_value(5).run()
+        assert_clean(at)
+        assert "layer 11, head 0" in str(at.get("plotly_chart")[-1].proto.spec)
