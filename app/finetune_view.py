@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 import yaml
 
-from app import launch, runs_view
+from app import launch, runs_view, state
 from learngene.errors import LearngeneError
 from learngene.training.config import (
     AMP_CHOICES,
@@ -29,7 +29,7 @@ def model_source() -> dict[str, Any] | None:
     kind = st.radio("Model", list(kinds), format_func=kinds.get, horizontal=True, key="ft_model_kind")
     if kind == "descendant":
         path = st.text_input("Descendant folder (written by the Descendants page or `learngene build`)",
-                             value=st.session_state.get(LAST_DESCENDANT, ""), key="ft_descendant")
+                             value=state.remembered(LAST_DESCENDANT, ""), key="ft_descendant")
         if not path.strip():
             st.info("Build and save a descendant on the Descendants page, or type the folder of one.")
             return None
@@ -141,3 +141,33 @@ def launch_button(config: TrainConfig, name: str | None, launcher: str, options:
         st.info(f"This exact run was already launched from this page ({run_id}); change a setting to launch another.")
     st.session_state["selected_run"] = run_id
     return run_id
+
+
+def compare_initialisations(config: TrainConfig, name: str | None, launcher: str, options: dict[str, Any],
+                            choice) -> None:
+    """Launch the same recipe once per chosen initialisation of the same descendant design."""
+    from app import descendant_view
+    from learngene.descendant import INIT_METHODS
+
+    st.subheader("Compare initialisations")
+    if not config.descendant:
+        st.caption("Choose a saved descendant above to compare its initialisations.")
+        return
+    methods = [m for m in INIT_METHODS if m != "ancestor"]
+    inits = st.multiselect("Initialisations (each builds the same design with another init, then one run each)",
+                           methods, default=["cluster-learngene", "scratch"], key="ft_compare_inits")
+    if not inits or not st.button("Launch one run per initialisation", key="launch_compare"):
+        return
+    with st.spinner("Building one descendant per initialisation…"):
+        folders = descendant_view.variants(config.descendant, inits, choice)
+    submitted = st.session_state.setdefault(SUBMITTED, {})
+    for init, folder in zip(inits, folders, strict=False):
+        variant = TrainConfig.from_dict({**config.to_dict(), "descendant": folder})
+        label = f"{name or 'compare'}-{init}"
+        token = launch.form_token(variant.to_dict(), label, launcher, options)
+        try:
+            run_id, _ = launch.submit(runs_view.manager(), variant, label, launcher, options, submitted, token)
+        except LearngeneError as error:
+            st.error(str(error))
+            return
+        st.success(f"{init}: run {run_id}")

@@ -112,3 +112,20 @@ def set_thresholds(eps: float, min_heads: int) -> None:
 
 def with_changes(choice: Choice, **changes) -> Choice:
     return replace(choice, **changes)
+
+
+def remembered(key: str, default=None):
+    """A value kept in the session and on disk (e.g. the last descendant built), restored after a restart."""
+    if key not in st.session_state:
+        value = _read_saved().get("remembered", {}).get(key)
+        if value is None:
+            return default
+        st.session_state[key] = value
+    return st.session_state[key]
+
+
+def remember(key: str, value) -> None:
+    st.session_state[key] = value
+    saved = _read_saved()
+    saved.setdefault("remembered", {})[key] = value
+    _write_saved(saved)

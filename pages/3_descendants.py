@@ -1,4 +1,37 @@
+"""Step 3: design a descendant: depth, heads, resolution, classes, initialisation; live size; build and save."""
+
 import streamlit as st
 
-st.title("3_descendants")
-st.info("Coming soon.")
+from app import descendant_view as view
+from app import nav, resources, state
+
+st.title("Descendants")
+choice = state.current_choice()
+try:
+    summary = resources.ancestor_for(choice).summary
+except Exception as error:
+    st.error(f"The ancestor {choice.spec} cannot be loaded ({error}); choose another on the Ancestor page.")
+    st.stop()
+st.caption(f"Ancestor: {summary.arch}, {summary.num_layers} layers x {summary.num_heads} heads, "
+           f"{summary.num_params / 1e6:.2f} M parameters. Clustering: Eps {state.thresholds()[0]:g} px, "
+           f"MinHds {state.thresholds()[1]} (set on the Heads page).")
+
+spec = view.spec_form(summary)
+size = view.size_preview(summary, spec) if spec is not None else None
+if spec is not None:
+    view.scale_chart(summary, spec, size)
+
+st.subheader("Build and save")
+if spec is not None and size is not None:
+    folder = st.text_input("Save to", view.default_folder(spec), key="d_folder")
+    overwrite = st.checkbox("Overwrite if it exists", key="d_overwrite")
+    if st.button("Build and save", type="primary", key="d_build"):
+        with st.spinner("Building the descendant…"):
+            if view.build_and_save(choice, spec, folder, overwrite):
+                st.success(f"Saved to {state.remembered(view.LAST_DESCENDANT)}")
+
+last = state.remembered(view.LAST_DESCENDANT)
+if last:
+    stats = resources.saved_statistics(choice)
+    view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None)
+    nav.link(nav.FINETUNE, "Fine-tune it →", "🏋️")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import finetune_view as view
-from app import launch, nav
+from app import launch, nav, state
 
 st.title("Fine-tune")
 st.caption("Every launch is a separate process tracked in the run registry; this page returns at once.")
@@ -23,3 +23,4 @@ if config is not None:
     st.code(launch.command_text(launch.train_argv(config, name, launcher, options)), language="bash")
     if view.launch_button(config, name, launcher, options, "Launch", "launch"):
         nav.link(nav.RUNS, "Watch it on the Runs page →", "📈")
+    view.compare_initialisations(config, name, launcher, options, state.current_choice())

@@ -1,0 +1,208 @@
+"""Widgets, previews and building for the Descendants page (and the Fine-tune page's init comparison)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import analysis, charts, resources, state
+from app.charts import figure
+from learngene.descendant import INIT_METHODS, SCHEDULES, DescendantSpec
+from learngene.errors import LearngeneError
+from learngene.paths import runs_dir
+
+LAST_DESCENDANT = "last_descendant"
+KIND_COLOURS = {"descendant": "#9ecae1", "ancestor": "#d62728", "reference": "#2ca02c", "this design": "#ff7f0e"}
+
+
+def spec_form(summary) -> DescendantSpec | None:
+    """Draw the design inputs; return the spec, or None after an st.error naming the problem."""
+    c = st.columns(4)
+    depth = c[0].number_input("Depth (layers)", 1, summary.num_layers, min(6, summary.num_layers), key="d_depth")
+    mode = c[1].radio("Heads per layer", ("width ratio", "schedule", "per-layer list"), key="d_mode")
+    ratio = schedule = heads = None
+    if mode == "width ratio":
+        ratio = c[2].number_input("Width ratio w (heads = floor(H / w))", 0.05, float(summary.num_heads), 1.0,
+                                  step=0.5, key="d_ratio")
+    elif mode == "schedule":
+        schedule = c[2].selectbox("Schedule", list(SCHEDULES), key="d_schedule",
+                                  help="decreasing: w = 2, 1.5, 1 over the thirds of the depth; increasing: the reverse")
+    else:
+        text = c[2].text_input("Heads per layer (comma-separated)", ",".join([str(summary.num_heads)] * int(depth)),
+                               key="d_heads")
+        try:
+            heads = [int(x) for x in text.replace(" ", "").split(",") if x]
+        except ValueError:
+            st.error(f"Heads per layer must be whole numbers separated by commas, e.g. 6,6,4,4 (got {text!r}).")
+            return None
+    init = c[3].selectbox("Initialisation", INIT_METHODS, key="d_init")
+    c = st.columns(4)
+    img_size = c[0].number_input(f"Resolution (multiple of {summary.patch_size})", summary.patch_size, 2048,
+                                 summary.img_size, step=summary.patch_size, key="d_img")
+    classes = c[1].number_input("Classes", 1, 1_000_000, 10, key="d_classes")
+    batch = c[2].number_input("Batch (memory estimate)", 1, 4096, 64, key="d_batch")
+    seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="d_seed")
+    with st.expander("Learngene options"):
+        c = st.columns(4)
+        head_order = c[0].selectbox("Head order", ("priority", "original", "ascending-mad", "descending-mad"),
+                                    key="d_order")
+        centroid = c[1].selectbox("Centroid", ("nearest", "average"), key="d_centroid")
+        groups = c[2].text_input("FFN groups ('auto', 'none' or e.g. 6-7,9-11)", "auto", key="d_groups")
+        transform_init = c[3].selectbox("T init", ("default", "identity"), key="d_tinit")
+        train_transform = st.checkbox("Train the FFN transformation T with the descendant", key="d_ttrain")
+    try:
+        ffn_groups = _groups(groups)
+    except LearngeneError as error:
+        st.error(str(error))
+        return None
+    st.session_state["d_batch_value"] = int(batch)
+    return DescendantSpec(depth=int(depth), width_ratio=ratio, heads=heads, schedule=schedule, img_size=int(img_size),
+                          num_classes=int(classes), init=init, ffn_groups=ffn_groups, head_order=head_order,
+                          centroid=centroid, train_transform=train_transform, transform_init=transform_init,
+                          seed=int(seed))
+
+
+def _groups(text: str):
+    from learngene.ffn_groups import parse_groups
+
+    text = text.strip().lower()
+    if text in ("", "auto"):
+        return "auto"
+    if text in ("none", "off", "no"):
+        return None
+    return parse_groups(text)
+
+
+def size_preview(summary, spec: DescendantSpec):
+    """Live size of the design; returns the size (None after showing the error)."""
+    from learngene.descendant import descendant_size
+
+    try:
+        size = descendant_size(summary, spec, batch_size=st.session_state.get("d_batch_value", 64))
+    except LearngeneError as error:
+        st.error(str(error))
+        return None
+    c = st.columns(6)
+    c[0].metric("Parameters", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
+                delta_color="off")
+    c[1].metric("Inherited", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}", delta_color="off")
+    c[2].metric("MACs", f"{size.macs / 1e9:.2f} G")
+    c[3].metric("FLOPs", f"{size.flops / 1e9:.2f} G")
+    c[4].metric("Train memory (fp32)", f"{size.train_memory_fp32_estimate_bytes / 2**30:.2f} GiB",
+                help=f"estimate at batch {size.batch_size}")
+    c[5].metric("Train memory (AMP)", f"{size.train_memory_amp_estimate_bytes / 2**30:.2f} GiB")
+    st.caption(f"Heads per layer: {size.heads_per_layer}; {size.tokens} tokens. " + " ".join(size.notes))
+    return size
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _scale_rows(summary_json: str, img_size: int, classes: int) -> list[dict]:
+    from learngene.ancestors import AncestorSummary
+    from learngene.descendant import scale_table
+
+    return scale_table(AncestorSummary.from_dict(json.loads(summary_json)), img_size=img_size, num_classes=classes)
+
+
+def scale_chart(summary, spec: DescendantSpec, size) -> None:
+    rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size), int(spec.num_classes or 10))
+    table = pd.DataFrame(rows)
+    traces = []
+    for kind in ("descendant", "ancestor", "reference"):
+        part = table[table.kind == kind]
+        traces.append(dict(type="scatter", mode="markers+text" if kind != "descendant" else "markers", name=kind,
+                           x=(part.macs / 1e9).tolist(), y=(part.params / 1e6).tolist(), text=part.label.tolist(),
+                           textposition="top center", marker=dict(size=10, color=KIND_COLOURS[kind]),
+                           hovertemplate="%{text}: %{y:.2f} M params, %{x:.2f} GMACs<extra></extra>"))
+    if size is not None:
+        traces.append(dict(type="scatter", mode="markers", name="this design", x=[size.macs / 1e9],
+                           y=[size.params / 1e6], marker=dict(size=16, symbol="star", color=KIND_COLOURS["this design"]),
+                           hovertemplate="this design: %{y:.2f} M params, %{x:.2f} GMACs<extra></extra>"))
+    st.plotly_chart(figure(traces, "Scale table: descendants vs the ancestor and DeiT Ti/S/B (224 px, 1000 classes)",
+                           height=440, xaxis=dict(title=dict(text="GMACs"), type="log"),
+                           yaxis=dict(title=dict(text="parameters (M)"), type="log")), key="scale_chart")
+    with st.expander("Scale table"):
+        st.dataframe(table[["kind", "label", "depth", "width_ratio", "params", "inherited_params", "macs", "flops",
+                            "params_vs_ancestor"]], hide_index=True)
+
+
+def default_folder(spec: DescendantSpec) -> str:
+    width = spec.schedule or (f"w{spec.width_ratio:g}" if spec.width_ratio else "heads")
+    return str(runs_dir().parent / "descendants" / f"{spec.init}-L{spec.depth}-{width}")
+
+
+def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -> Path | None:
+    """Build the descendant from the current ancestor and statistics, save it, remember it; None on error."""
+    from learngene.descendant import build_descendant, save_descendant
+
+    eps, min_heads = state.thresholds()
+    try:
+        ancestor = resources.ancestor_for(choice)
+        stats = resources.saved_statistics(choice)
+        distances = stats.mean_attention_distance if stats is not None else None
+        descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
+                                      provenance={"probe": stats.probe if stats is not None else "builtin"})
+        path = save_descendant(descendant, Path(folder).expanduser(), force=overwrite)
+    except LearngeneError as error:
+        st.error(str(error))
+        return None
+    state.remember(LAST_DESCENDANT, str(path))
+    return path
+
+
+def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
+    """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        st.error(f"Cannot read {folder}/config.json ({error}); build the descendant again.")
+        return
+    sources = config.get("head_sources") or []
+    width = max((len(s) for s in sources), default=0)
+    eps, min_heads = state.thresholds()
+    layers = analysis.cluster(mad, eps, min_heads) if mad is not None else None
+    z = np.full((len(sources), width), np.nan)
+    text = [[""] * width for _ in sources]
+    for layer, slots in enumerate(sources):
+        for slot, head in enumerate(slots):
+            if head is None:
+                text[layer][slot] = "rand"
+                continue
+            text[layer][slot] = f"h{head}"
+            label = layers[layer].labels[head] if layers is not None and layer < len(layers) else 0
+            z[layer, slot] = len(charts.PALETTE) if label < 0 else label % len(charts.PALETTE)
+    steps = charts.PALETTE + [charts.NOISE_COLOUR]
+    trace = dict(type="heatmap", z=z, text=text, texttemplate="%{text}", colorscale=charts._discrete_scale(steps),
+                 zmin=-0.5, zmax=len(steps) - 0.5, showscale=False, xgap=2, ygap=2,
+                 hovertemplate="descendant layer %{y}, slot %{x} ← ancestor %{text}<extra></extra>")
+    st.plotly_chart(figure([trace], f"Inheritance map of {Path(folder).name}: ancestor head behind each descendant "
+                                    "head (colour = its cluster; rand = random init)",
+                           height=max(240, 30 * len(sources) + 90),
+                           xaxis=dict(title=dict(text="descendant head slot"), dtick=1, side="top"),
+                           yaxis=dict(title=dict(text="layer"), dtick=1, autorange="reversed")), key="inheritance_map")
+    ffn = config.get("ffn_sources") or []
+    st.caption("FFN sources per layer: " + ", ".join(
+        f"{i}←{'rand' if f is None else str(f.get('layer')) + (' via T' if f.get('transform') else '')}"
+        for i, f in enumerate(ffn)))
+
+
+def variants(folder: str, inits: list[str], choice) -> list[str]:
+    """Build the saved descendant's design once per initialisation (sibling folders); returns their paths."""
+    config = json.loads((Path(folder) / "config.json").read_text())
+    spec = DescendantSpec.from_dict(config["spec"])
+    paths = []
+    for init in inits:
+        target = f"{folder}-{init}" if init != spec.init else folder
+        if init == spec.init:
+            paths.append(folder)
+            continue
+        built = build_and_save(choice, replace(spec, init=init, resolved=False, heads=spec.heads), target, True)
+        if built is None:
+            return []
+        paths.append(str(built))
+    state.remember(LAST_DESCENDANT, folder)
+    return paths

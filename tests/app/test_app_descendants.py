@@ -1,0 +1,52 @@
+"""The Descendants page: live size preview, bad designs, build and save with the inheritance map; the Fine-tune
+page then offers that descendant and compares initialisations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import assert_clean, metric, page
+
+
+def test_size_preview_follows_the_design_and_bad_heads_are_reported(app):
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    assert_clean(at)
+    six = metric(at, "Parameters")
+    at.number_input(key="d_depth").set_value(3).run()
+    three = metric(at, "Parameters")
+    assert float(three.split()[0]) < float(six.split()[0])
+    assert at.get("plotly_chart"), "the scale chart is drawn"
+    at.radio(key="d_mode").set_value("per-layer list").run()
+    at.text_input(key="d_heads").input("6,6").run()
+    assert any("one head count per layer" in e.value for e in at.error), [e.value for e in at.error]
+    at.text_input(key="d_heads").input("6,x,1").run()
+    assert any("whole numbers" in e.value for e in at.error)
+    assert_clean(at)
+
+
+def test_build_save_map_then_finetune_offers_it(app, tmp_path):
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(2).run()
+    at.number_input(key="d_ratio").set_value(2.0).run()
+    folder = tmp_path / "desc"
+    at.text_input(key="d_folder").input(str(folder)).run()
+    at.button(key="d_build").click().run()
+    assert_clean(at)
+    assert at.success, [e.value for e in at.error]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["heads_per_layer"] == [3, 3]
+    inheritance = at.get("plotly_chart")[-1].proto.spec
+    for layer in config["head_sources"]:
+        for head in layer:
+            assert f"h{head}" in inheritance
+    at.button(key="d_build").click().run()  # exists, no overwrite: a clear error, nothing lost
+    assert any("already exists" in e.value for e in at.error)
+
+    at.switch_page(page("4_finetune.py")).run()
+    assert_clean(at)
+    assert at.text_input(key="ft_descendant").value == str(folder)
+    assert "--descendant" in at.code[0].value and str(folder) in at.code[0].value
+    assert Path(folder).is_dir()
