@@ -110,13 +110,14 @@ class Launcher(ABC):
         return liveness.child_exit_code(record.get("pid"))
 
     def stop(self, record: dict[str, Any], force: bool = False) -> bool:
-        """Ask the run to checkpoint and exit (SIGTERM to the leader), or kill its process group (``force``).
+        """Ask the run to checkpoint and exit (SIGTERM to the leader), or kill it and everything below (``force``).
 
         Returns whether a signal was delivered.
         """
-        sig = signal.SIGKILL if force else signal.SIGTERM
+        if force:
+            return liveness.kill_tree(record.get("pid"), record.get("pgid"), record.get("proc_start"))
         return liveness.signal_run(
-            record.get("pid"), record.get("pgid"), record.get("proc_start"), sig, group=force
+            record.get("pid"), record.get("pgid"), record.get("proc_start"), signal.SIGTERM
         )
 
     def options(self) -> dict[str, Any]:
@@ -239,6 +240,25 @@ class TorchrunLauncher(LocalLauncher):
 
     def slots(self) -> int:
         return self.nproc_per_node
+
+    def stop(self, record: dict[str, Any], force: bool = False) -> bool:
+        """SIGTERM each rank directly: torchrun would pass a SIGTERM on to every rank's whole process group,
+        DataLoader workers included, whose death then fails the rank instead of letting it checkpoint. The ranks
+        agree on stopping at the same step, exit 3, and rank 0 writes the ``stopped`` result."""
+        pid = record.get("pid")
+        if force or not liveness.is_alive(pid, record.get("proc_start")):
+            return super().stop(record, force)
+        ranks = liveness.children(pid)  # type: ignore[arg-type]
+        if not ranks:  # not spawned yet: nothing to checkpoint, let torchrun end itself
+            return super().stop(record)
+        delivered = False
+        for rank in ranks:
+            try:
+                os.kill(rank, signal.SIGTERM)
+                delivered = True
+            except ProcessLookupError:
+                pass
+        return delivered
 
     def options(self) -> dict[str, Any]:
         return {

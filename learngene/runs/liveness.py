@@ -98,6 +98,54 @@ def is_alive(pid: int | None, proc_start: str | None = None) -> bool:
     return True
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from ``/proc``; empty where there is none)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, including those that started their own session (torchrun's ranks)."""
+    found, stack = [], [pid]
+    while stack:
+        for child in children(stack.pop()):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def kill_tree(pid: int | None, pgid: int | None, proc_start: str | None) -> bool:
+    """SIGKILL the run's leader, its process group and every descendant (some may live in other sessions)."""
+    if not is_alive(pid, proc_start):
+        return False
+    below = descendants(pid)  # type: ignore[arg-type]
+    for target in [pid, *below]:
+        try:
+            os.kill(target, signal.SIGKILL)  # type: ignore[arg-type]
+        except (ProcessLookupError, PermissionError):
+            pass
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return True
+
+
 def signal_run(
     pid: int | None, pgid: int | None, proc_start: str | None, sig: int = signal.SIGTERM, group: bool = False
 ) -> bool:

@@ -18,16 +18,22 @@ from learngene.runs.registry import Registry
 # run's config: model_kwargs carries fake_steps, fake_step_s and fake_fail_at.
 FAKE_WORKER = textwrap.dedent(
     """
-    import json, os, signal, sys, time
+    import json, os, signal, subprocess, sys, time
     from pathlib import Path
 
     import yaml
 
     run_dir = Path(sys.argv[1])
     resume = "--resume" in sys.argv[2:]
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 writes
-        time.sleep(0.5)
-        sys.exit(0)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # torchrun: other ranks only wait for the stop signal, which each rank must receive itself
+        got = []
+        signal.signal(signal.SIGTERM, lambda *_: got.append(1))
+        deadline = time.time() + 120
+        while not got and time.time() < deadline:
+            time.sleep(0.02)
+        (run_dir / f"rank{rank}.stopped").write_text("1")
+        sys.exit(3)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     opts = config.get("model_kwargs") or {}
     steps = int(opts.get("fake_steps", config.get("max_steps") or 10))
@@ -52,6 +58,8 @@ FAKE_WORKER = textwrap.dedent(
         metrics.flush()
 
     def finish(state, code, message, step):
+        if loader is not None:
+            loader.kill()
         (run_dir / "result.json").write_text(json.dumps(
             {"state": state, "message": message, "step": step, "epoch": 0, "best_top1": best, "exit_code": code}))
         with open(run_dir / "launches.txt", "a") as handle:
@@ -63,6 +71,8 @@ FAKE_WORKER = textwrap.dedent(
         ckpt.write_text(json.dumps({"step": step}))
 
     best = None
+    # Like a DataLoader worker: a child in the worker's process group that must survive a graceful stop.
+    loader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]) if opts.get("fake_loader") else None
     emit(kind="start", total_steps=steps, step=start, epoch=0)
     print(f"starting at step {start}", flush=True)
     print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
@@ -74,6 +84,8 @@ FAKE_WORKER = textwrap.dedent(
             best = max(best or 0.0, top1)
             emit(kind="eval", step=step, epoch=0, top1=top1, top5=100.0, best_top1=best)
             save(step)
+        if loader is not None and loader.poll() is not None:
+            finish("failed", 1, "RuntimeError: DataLoader worker is killed by signal", step)
         if fail_at is not None and step == int(fail_at):
             print("Traceback (most recent call last):\\nRuntimeError: fake failure", file=sys.stderr, flush=True)
             finish("failed", 1, "RuntimeError: fake failure", step)

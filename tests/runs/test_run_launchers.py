@@ -85,10 +85,10 @@ def test_submitit_local_executor_runs_and_stops_a_job(runs_root, fake_worker):
 def test_torchrun_launches_and_stops_a_process_group(runs_root, fake_worker):
     manager = RunManager(runs_root, slots=2)
     options = {"nproc_per_node": 2, "worker_module": fake_worker}
-    run_id = manager.submit(
-        fake_config(fake_steps=1000, fake_step_s=0.05), launcher="torchrun", launcher_options=options
-    )
+    config = fake_config(fake_steps=1000, fake_step_s=0.05, fake_loader=True)
+    run_id = manager.submit(config, launcher="torchrun", launcher_options=options)
     wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 2, timeout_s=60)
     manager.stop(run_id)
     record = manager.wait(run_id, timeout_s=30)
     assert record["state"] == "stopped" and record["has_checkpoint"], record
+    assert (manager.run_dir(run_id) / "rank1.stopped").is_file()  # every rank got the stop itself

@@ -90,9 +90,8 @@ def test_a_run_killed_while_another_process_launched_it_is_still_detected(manage
 
 
 def test_stop_checkpoints_and_resume_continues_at_the_right_step(manager, fake_worker):
-    run_id = manager.submit(
-        fake_config(fake_steps=40, fake_step_s=0.05), launcher_options={"worker_module": fake_worker}
-    )
+    config = fake_config(fake_steps=40, fake_step_s=0.05, fake_loader=True)
+    run_id = manager.submit(config, launcher_options={"worker_module": fake_worker})
     wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 3)
     assert manager.stop(run_id) == "running"  # the worker checkpoints at its next step
     record = manager.wait(run_id, timeout_s=10)
