@@ -1,0 +1,131 @@
+"""Saving and loading descendants, and the timm surface the model keeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from learngene.descendant import DescendantSpec, build_descendant, load_descendant, save_descendant
+from learngene.errors import LearngeneError
+
+
+@pytest.fixture(scope="module")
+def descendant(tiny_ancestor, tiny_distances):
+    spec = DescendantSpec(depth=5, heads=[1, 4, 3, 6, 2], num_classes=7, ffn_groups=[[2, 3]])
+    return build_descendant(tiny_ancestor, spec, distances=tiny_distances)
+
+
+def _explicit(model):
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    return model.eval()
+
+
+def test_round_trip_gives_identical_outputs(descendant, tmp_path):
+    save_descendant(descendant, tmp_path / "d")
+    loaded = load_descendant(tmp_path / "d")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(_explicit(loaded.model)(x), _explicit(descendant.model)(x))
+    assert loaded.config["head_sources"] == descendant.config["head_sources"]
+    assert loaded.spec == descendant.spec
+    assert all(p.requires_grad for p in loaded.model.parameters())
+    assert not any(t.is_meta for t in loaded.model.state_dict().values())
+
+
+def test_config_records_spec_provenance_and_sources(descendant, tmp_path):
+    save_descendant(descendant, tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["heads_per_layer"] == [1, 4, 3, 6, 2]
+    assert config["spec"]["init"] == "cluster-learngene" and config["spec"]["depth"] == 5
+    assert config["provenance"]["ancestor"] == "random:test_vit4"
+    assert config["provenance"]["eps"] == 10.0 and config["provenance"]["min_heads"] == 1
+    assert [len(row) for row in config["head_sources"]] == [1, 4, 3, 6, 2]
+
+
+def test_loads_with_timm_and_torch_alone(descendant, tmp_path):
+    """The recipe in config.json rebuilds the model from stock timm modules without this package."""
+    import timm
+    from safetensors.torch import load_file
+    from timm.layers import Attention
+
+    save_descendant(descendant, tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    recipe = config["timm"]
+    model = timm.create_model(recipe["arch"], depth=recipe["depth"], img_size=recipe["img_size"],
+                              num_classes=recipe["num_classes"])
+    for block, heads in zip(model.blocks, config["heads_per_layer"]):
+        block.attn = Attention(model.embed_dim, num_heads=heads, attn_head_dim=config["head_dim"], qkv_bias=True)
+    model.load_state_dict(load_file(str(tmp_path / "d" / "model.safetensors")))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(_explicit(model)(x), _explicit(descendant.model)(x))
+
+
+def test_trained_transform_saves_as_plain_weights(tiny_ancestor, tiny_distances, tmp_path):
+    spec = DescendantSpec(depth=4, width_ratio=1, num_classes=3, ffn_groups=[[0, 1, 2]], train_transform=True)
+    built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
+    optimizer = torch.optim.SGD(built.model.parameters(), lr=0.1)
+    built.model.train()
+    built.model(torch.randn(2, 3, 32, 32)).square().mean().backward()
+    optimizer.step()  # T and the residuals move: the saved weights must be the current T(centroid) + residual
+    save_descendant(built, tmp_path / "t")
+    loaded = load_descendant(tmp_path / "t")
+    assert not hasattr(loaded.model, "ffn_transforms")
+    assert all("parametrizations" not in key for key in loaded.model.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(_explicit(loaded.model)(x), _explicit(built.model)(x))
+    assert sum(p.numel() for p in loaded.model.parameters()) == built.config["params"]
+
+
+def test_refuses_existing_directory_unless_forced(descendant, tmp_path):
+    out = tmp_path / "exists"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(LearngeneError, match="already exists"):
+        save_descendant(descendant, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    save_descendant(descendant, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_failure_leaves_nothing_half_written(descendant, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError):
+        save_descendant(descendant, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_rejects_a_directory_without_a_descendant(tmp_path):
+    with pytest.raises(LearngeneError, match="not a saved descendant"):
+        load_descendant(tmp_path)
+
+
+def test_timm_surface_optimizer_ema_and_classifier(descendant):
+    from timm.optim import create_optimizer_v2
+    from timm.utils import ModelEmaV3
+
+    model = descendant.model
+    assert {"pos_embed", "cls_token", "reg_token"} <= model.no_weight_decay()
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05)
+    no_decay = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0]
+    assert any(p is model.pos_embed for g in no_decay for p in g["params"])
+    ema = ModelEmaV3(model, decay=0.9)
+    x = torch.randn(2, 3, 32, 32)
+    model.train()
+    model(x).logsumexp(dim=1).mean().backward()
+    optimizer.step()
+    ema.update(model)
+    features = model.forward_features(x)  # (B, N, C)
+    assert features.shape == (2, 1 + 4, 96)  # one register token + 2 x 2 patches
+    assert model.forward_head(features).shape == (2, 7)
+    model.reset_classifier(11)
+    assert model(x).shape == (2, 11)
