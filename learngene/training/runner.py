@@ -149,7 +149,7 @@ class Runner:
         self.step, self.epoch, self.best_top1 = 0, 0, None
         self._interval_start = time.perf_counter()
         self._interval_images = 0
-        self._step_times: list[float] = []
+        self._interval_step = 0
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -353,6 +353,20 @@ class Runner:
         return record
 
     # -------------------------------------------------------------------------------------------------- loop
+    def train_segment(self, epoch: int, offset: int, num_steps: int) -> dict[str, Any]:
+        """Train ``num_steps`` optimizer steps of ``epoch`` starting ``offset`` steps into it, logging as it goes.
+
+        Returns:
+            :func:`~learngene.training.engine.train_one_epoch`'s metric dict.
+        """
+        cfg = self.config
+        self.epoch = epoch
+        self.train_sampler.set_epoch(epoch, offset * cfg.accum_steps * cfg.batch_size)
+        self._interval_start, self._interval_images, self._interval_step = time.perf_counter(), 0, self.step
+        result = train_one_epoch(self.ctx, self.train_loader, self.step, num_steps, on_step=self._on_step)
+        self.step = result["step"]
+        return result
+
     def run(self) -> RunOutcome:
         cfg = self.config
         spe = self.steps_per_epoch
@@ -362,15 +376,10 @@ class Runner:
         log.info("training %d steps (%d per epoch) on %s, world size %d, total batch %d, lr %.3g", self.total_steps,
                  spe, self.device, self.dist.world_size, cfg.batch_size * cfg.accum_steps * self.dist.world_size,
                  self.lr)
-        self._interval_step = self.step
         while self.step < self.total_steps:
             self.epoch = self.step // spe
             offset = self.step - self.epoch * spe  # optimizer steps already taken in this epoch
-            self.train_sampler.set_epoch(self.epoch, offset * cfg.accum_steps * cfg.batch_size)
-            todo = min(spe - offset, self.total_steps - self.step)
-            self._interval_start, self._interval_images = time.perf_counter(), 0
-            result = train_one_epoch(self.ctx, self.train_loader, self.step, todo, on_step=self._on_step)
-            self.step = result["step"]
+            result = self.train_segment(self.epoch, offset, min(spe - offset, self.total_steps - self.step))
             if result["stopped"]:
                 self.save("last")
                 return RunOutcome("stopped", self.step, self.epoch, self.best_top1,
