@@ -20,7 +20,8 @@ from learngene.errors import LearngeneError
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-INIT_CHOICES = ("learngene", "scratch", "heuristic", "auto-learngene")
+# Mirrors learngene.descendant.spec.INIT_METHODS (not imported: that module pulls in torch and timm).
+INIT_CHOICES = ("cluster-learngene", "scratch", "heuristic-learngene", "auto-learngene", "pretrained-prune", "ancestor")
 
 # Built-in datasets that need no network, and the torchvision / folder-layout datasets of the paper. Kept here (not in
 # data.py) so validation stays cheap: importing this module must not import torchvision.
@@ -48,10 +49,11 @@ class TrainConfig:
     model: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model keyword arguments
     ancestor: str | None = None
-    init: str = "learngene"
+    init: str = "cluster-learngene"
     depth: int | None = None
     width_ratio: float | None = None
     heads: list[int] | None = None
+    schedule: str | None = None  # "decreasing" | "increasing" heads-per-layer schedules of the paper
     stats: str | None = None
     eps: float | None = None
     min_heads: int | None = None
@@ -261,6 +263,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--depth", type=int, help="descendant layers")
     g.add_argument("--width-ratio", type=float, help="heads per layer = ancestor heads / ratio")
     g.add_argument("--heads", type=_int_list, help="per-layer head counts, e.g. 6,6,4,4")
+    g.add_argument("--schedule", choices=("decreasing", "increasing"), help="heads-per-layer schedule")
     g.add_argument("--stats", help="head statistics file to cluster from")
     g.add_argument("--eps", type=float, help="clustering Eps in pixels")
     g.add_argument("--min-heads", type=int, help="clustering MinHds")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -307,6 +307,18 @@ def default_workers(device_type: str) -> int:
     return max(0, min(2, cpus // 2))
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process.
+
+    Ctrl-C in a terminal (and a process-group kill) signals every process of the group; a worker that died of it would
+    turn a graceful stop into a "DataLoader worker killed" failure. The main process stops them itself.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, workers: int, pin_memory: bool,
                 drop_last: bool, seed: int) -> DataLoader:
     """A DataLoader over ``sampler`` with persistent, prefetching workers."""
@@ -319,5 +331,6 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, wo
         drop_last=drop_last,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_ignore_stop_signals if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation RNGs reproducibly
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
@@ -28,14 +28,6 @@ def _descendant_api(name: str) -> Callable[..., Any]:
     if function is None:
         raise LearngeneError(f"learngene.descendant has no {name}(); update learngene")
     return function
-
-
-def _call_accepting(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``function`` with only the keyword arguments its signature accepts (None values dropped)."""
-    params = inspect.signature(function).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in kwargs.items() if v is not None and (takes_any or k in params)}
-    return function(*args, **kwargs)
 
 
 def _as_module(obj: Any) -> nn.Module:
@@ -66,6 +58,30 @@ def _fit_head_and_size(model: nn.Module, num_classes: int, img_size: int) -> nn.
     return model
 
 
+def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
+    """Build the descendant at start, exactly as ``learngene build`` would (statistics from ``config.stats``, else
+    computed on the built-in probe images)."""
+    build_descendant = _descendant_api("build_descendant")
+    from learngene.ancestors import load_ancestor
+    from learngene.descendant import DescendantSpec, read_distances
+
+    spec = DescendantSpec(depth=config.depth, width_ratio=config.width_ratio,
+                          heads=tuple(config.heads) if config.heads else None, schedule=config.schedule,
+                          img_size=config.img_size, num_classes=num_classes, init=config.init, seed=config.seed)
+    ancestor = load_ancestor(config.ancestor)
+    spec = spec.resolve(ancestor.summary)
+    distances, provenance = None, {}
+    if config.stats and spec.init == "cluster-learngene":
+        distances, provenance = read_distances(config.stats)
+    descendant = build_descendant(ancestor, spec, distances=distances,
+                                  eps=10.0 if config.eps is None else config.eps,
+                                  min_heads=1 if config.min_heads is None else config.min_heads,
+                                  provenance=provenance)
+    log.info("built a %s descendant of %s: %d layers, heads %s", spec.init, config.ancestor, spec.depth,
+             list(spec.heads))
+    return _as_module(descendant)
+
+
 def build_model(config: TrainConfig, num_classes: int) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
     """The model to train and the normalisation (mean, std) its inputs need.
 
@@ -82,13 +98,9 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[nn.Module, tuple
         except TypeError as error:
             raise LearngeneError(f"timm model {config.model} rejected its arguments: {error}") from None
     elif config.descendant:
-        model = _as_module(_call_accepting(_descendant_api("load_descendant"), config.descendant))
+        model = _as_module(_descendant_api("load_descendant")(config.descendant))
     else:
-        model = _as_module(_call_accepting(
-            _descendant_api("build_descendant"), config.ancestor, init=config.init, depth=config.depth,
-            width_ratio=config.width_ratio, heads=config.heads, stats=config.stats, eps=config.eps,
-            min_heads=config.min_heads, num_classes=num_classes, img_size=config.img_size,
-        ))
+        model = _build_from_ancestor(config, num_classes)
     model = _fit_head_and_size(model, num_classes, config.img_size)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))

@@ -26,8 +26,14 @@ from torch import nn
 from learngene.errors import LearngeneError
 from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
-from learngene.training.data import ResumableSampler, build_transforms, default_workers, load_splits, make_loader
-from learngene.training.data import TransformedSubset
+from learngene.training.data import (
+    ResumableSampler,
+    TransformedSubset,
+    build_transforms,
+    default_workers,
+    load_splits,
+    make_loader,
+)
 from learngene.training.distributed import DistInfo, any_rank, barrier
 from learngene.training.engine import StepContext, evaluate, train_one_epoch
 from learngene.training.metrics_log import MetricsLogger, write_json_atomic

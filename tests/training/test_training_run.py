@@ -122,3 +122,22 @@ def test_full_disk_fails_cleanly_and_keeps_what_was_written(make_run, monkeypatc
     assert len([r for r in read_metrics(run_dir) if r["kind"] == "train"]) == 4  # kept
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
     assert json.loads((run_dir / "result.json").read_text())["state"] == "failed"
+
+
+def test_descendant_sources_train(make_run, tmp_path):
+    """Built at start from an ancestor, and loaded from a directory written by save_descendant."""
+    from learngene.ancestors import load_ancestor
+    from learngene.descendant import DescendantSpec, build_descendant, save_descendant
+
+    common = dict(model=None, model_kwargs={}, img_size=32, max_steps=2, log_every=1)
+    built = make_run("built", ancestor="random:deit_tiny_patch16_224", init="scratch", depth=2, **common)
+    result = run_training(built)
+    assert result["state"] == "succeeded", result["message"]
+
+    ancestor = load_ancestor("random:deit_tiny_patch16_224")
+    spec = DescendantSpec(depth=2, width_ratio=3, img_size=32, num_classes=4, init="heuristic-learngene")
+    save_descendant(build_descendant(ancestor, spec), tmp_path / "desc")
+    loaded = make_run("loaded", descendant=str(tmp_path / "desc"), **common)
+    result = run_training(loaded)  # 4-class head replaced by a 10-class one for digits
+    assert result["state"] == "succeeded", result["message"]
+    assert "new 10-class classifier head" in (loaded / "train.log").read_text()
