@@ -127,7 +127,7 @@ def init_from_layers(model: nn.Module, spec: DescendantSpec, ancestor: nn.Module
     state = ancestor.state_dict()
     if spec.init in ("pretrained-prune", "ancestor"):
         copy_model_tensors(model, state, record)
-        mapping = {l: l for l in range(spec.depth)}
+        mapping = {layer: layer for layer in range(spec.depth)}
     else:
         mapping = inherited_layers(spec.init, spec.depth, len(ancestor.blocks))
     for layer, source in mapping.items():

@@ -84,7 +84,7 @@ def create_descendant_model(
         **timm_kwargs,
     )
     check_supported(model)
-    for block, count in zip(model.blocks, heads):
+    for block, count in zip(model.blocks, heads, strict=True):
         swap_attention(block, count, head_dim)
     # Data configs (timm.data.resolve_data_config) read the input size and classes from here.
     model.pretrained_cfg = {**dict(model.pretrained_cfg or {}), "input_size": (3, img_size, img_size),

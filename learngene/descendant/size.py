@@ -132,7 +132,7 @@ def inherited_count(
         slots = list(heads)
         if spec.init == "cluster-learngene" and centroids_per_layer is not None:
             # A layer whose heads are all noise (min_heads > 1) has no centroid: its slots start random.
-            slots = [h if c > 0 else 0 for h, c in zip(heads, centroids_per_layer)]
+            slots = [h if c > 0 else 0 for h, c in zip(heads, centroids_per_layer[: len(heads)], strict=True)]
         return shared + len(heads) * facts.block_fixed_params + sum(slots) * facts.per_head_params
     layers = inherited_layers(spec.init, len(heads), summary.num_layers)
     return sum(facts.block_fixed_params + min(heads[d], summary.num_heads) * facts.per_head_params for d in layers)

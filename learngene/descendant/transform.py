@@ -108,7 +108,7 @@ def attach_trained_transforms(
     parametrisation turns each into a zero residual, so the model's outputs do not change.
     """
     modules = nn.ModuleList()
-    for group, transform, centroid in zip(groups, transforms, centroids):
+    for group, transform, centroid in zip(groups, transforms, centroids, strict=True):
         holder = GroupTransform(transform, centroid)
         modules.append(holder)
         for j, layer in enumerate(group):

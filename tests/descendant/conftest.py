@@ -39,10 +39,10 @@ def tiny_ancestor():
 def tiny_distances(tiny_ancestor):
     """(9, 3) MAD table cycling through :data:`DESIGNED`."""
     layers = tiny_ancestor.summary.num_layers
-    return np.array([DESIGNED[l % len(DESIGNED)][0] for l in range(layers)])
+    return np.array([DESIGNED[i % len(DESIGNED)][0] for i in range(layers)])
 
 
 @pytest.fixture(scope="session")
 def tiny_priority(tiny_ancestor):
     layers = tiny_ancestor.summary.num_layers
-    return [DESIGNED[l % len(DESIGNED)][1] for l in range(layers)]
+    return [DESIGNED[i % len(DESIGNED)][1] for i in range(layers)]

@@ -62,16 +62,20 @@ LAYER_LEVEL = ("norm1.weight", "norm2.weight", "ls1.gamma", "ls2.gamma", "attn.p
                "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias")
 
 
+def _identity(depth: int) -> dict[int, int]:
+    return {i: i for i in range(depth)}
+
+
 def layer_keys(layers) -> set[str]:
-    return {f"blocks.{l}.{k}" for l in layers for k in LAYER_LEVEL}
+    return {f"blocks.{i}.{k}" for i in layers for k in LAYER_LEVEL}
 
 
 def test_cluster_learngene_slots_take_priority_centroids_mod_c(tiny_ancestor, tiny_distances, tiny_priority):
     heads = [4, 1, 5, 2, 3, 6]
     spec = DescendantSpec(depth=6, heads=heads, num_classes=6, ffn_groups=None)
     built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
-    expected = [[tiny_priority[l][i % len(tiny_priority[l])] for i in range(h)] for l, h in enumerate(heads)]
-    identity = {l: l for l in range(6)}
+    expected = [[tiny_priority[n][i % len(tiny_priority[n])] for i in range(h)] for n, h in enumerate(heads)]
+    identity = _identity(6)
     assert slot_sources(built, tiny_ancestor, identity) == expected
     assert built.config["head_sources"] == expected
     # Everything else of the first six layers, and every embedding and final norm, is copied; the head is new.
@@ -96,7 +100,7 @@ def test_qkv_bias_is_copied_with_its_head(tiny_ancestor, tiny_distances):
 def test_head_orders(tiny_ancestor, tiny_distances, order, layer, expected):
     spec = DescendantSpec(depth=4, width_ratio=1, num_classes=2, head_order=order, ffn_groups=None)
     built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
-    assert slot_sources(built, tiny_ancestor, {l: l for l in range(4)})[layer] == expected
+    assert slot_sources(built, tiny_ancestor, _identity(4))[layer] == expected
 
 
 def test_average_centroid_is_the_members_mean(tiny_ancestor, tiny_distances):
@@ -170,10 +174,10 @@ def test_resampled_position_embedding(tiny_ancestor, tiny_distances):
 def test_scratch_copies_nothing_and_is_reproducible(tiny_ancestor):
     spec = DescendantSpec(depth=9, width_ratio=1, num_classes=1000, init="scratch")
     first, second = build_descendant(tiny_ancestor, spec), build_descendant(tiny_ancestor, spec)
-    identity = {l: l for l in range(9)}
+    identity = _identity(9)
     assert copied_tensors(first, tiny_ancestor, identity) == set()
     assert all(s is None for row in slot_sources(first, tiny_ancestor, identity) for s in row)
-    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(), strict=True))
     assert all(s is None for row in first.config["head_sources"] for s in row)
 
 
@@ -188,7 +192,7 @@ def test_heuristic_learngene_copies_the_last_three_layers_only(tiny_ancestor):
 def test_auto_learngene_copies_the_first_six_layers_only(tiny_ancestor):
     built = build_descendant(tiny_ancestor, DescendantSpec(depth=7, heads=[5, 2, 3, 3, 3, 3, 3], num_classes=2,
                                                            init="auto-learngene"))
-    identity = {l: l for l in range(7)}
+    identity = _identity(7)
     assert copied_tensors(built, tiny_ancestor, identity) == layer_keys(range(6))
     sources = slot_sources(built, tiny_ancestor, identity)
     assert sources[0] == [0, 1, 2, None, None]  # slots beyond the ancestor's 3 heads stay random
@@ -199,7 +203,7 @@ def test_auto_learngene_copies_the_first_six_layers_only(tiny_ancestor):
 def test_pretrained_prune_keeps_the_first_heads(tiny_ancestor):
     built = build_descendant(tiny_ancestor, DescendantSpec(depth=4, width_ratio=1.5, num_classes=2,
                                                            init="pretrained-prune"))
-    identity = {l: l for l in range(4)}
+    identity = _identity(4)
     assert copied_tensors(built, tiny_ancestor, identity) == MODEL_LEVEL | layer_keys(range(4))
     assert slot_sources(built, tiny_ancestor, identity) == [[0, 1]] * 4
 
@@ -207,7 +211,7 @@ def test_pretrained_prune_keeps_the_first_heads(tiny_ancestor):
 def test_ancestor_copies_everything_but_the_classifier(tiny_ancestor):
     built = build_descendant(tiny_ancestor, DescendantSpec(num_classes=2, init="ancestor"))
     state = built.model.state_dict()
-    copied = copied_tensors(built, tiny_ancestor, {l: l for l in range(9)})
+    copied = copied_tensors(built, tiny_ancestor, _identity(9))
     assert copied == {k for k in state if not k.startswith("head.") and not k.endswith(HEAD_SLICED)}
     for key in (k for k in state if k.endswith(HEAD_SLICED)):
         assert torch.equal(state[key], tiny_ancestor.model.state_dict()[key])

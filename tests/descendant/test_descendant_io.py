@@ -56,7 +56,7 @@ def test_loads_with_timm_and_torch_alone(descendant, tmp_path):
     recipe = config["timm"]
     model = timm.create_model(recipe["arch"], depth=recipe["depth"], img_size=recipe["img_size"],
                               num_classes=recipe["num_classes"])
-    for block, heads in zip(model.blocks, config["heads_per_layer"]):
+    for block, heads in zip(model.blocks, config["heads_per_layer"], strict=True):
         block.attn = Attention(model.embed_dim, num_heads=heads, attn_head_dim=config["head_dim"], qkv_bias=True)
     model.load_state_dict(load_file(str(tmp_path / "d" / "model.safetensors")))
     x = torch.randn(2, 3, 32, 32)

@@ -8,7 +8,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from learngene.descendant import DescendantSpec, build_descendant, create_descendant_model, descendant_size, scale_table
+from learngene.descendant import (
+    DescendantSpec,
+    build_descendant,
+    create_descendant_model,
+    descendant_size,
+    scale_table,
+)
 from learngene.descendant.arch import DEIT_REFERENCES, deit_facts, summary_without_weights
 from learngene.descendant.size import count_params
 
@@ -24,7 +30,7 @@ def test_full_size_preview_equals_timms_count(arch, expected):
 
 
 def test_deit_reference_facts_match_timm():
-    for (label, dim, heads, depth), arch in zip(DEIT_REFERENCES, ("deit_tiny", "deit_small", "deit_base")):
+    for (label, dim, heads, depth), arch in zip(DEIT_REFERENCES, ("deit_tiny", "deit_small", "deit_base"), strict=True):
         summary = summary_without_weights(f"random:{arch}_patch16_224")
         assert count_params(deit_facts(dim), [heads] * depth, 224, 1000) == summary.num_params, label
 
