@@ -199,6 +199,8 @@ class RunManager:
         self.reconcile()
         launched: list[str] = []
         while True:
+            if not self.registry.all((QUEUED,)):
+                return launched  # a plain read: pollers don't take the write lock when nothing waits
             run_id = self._launch_next()
             if run_id is None:
                 return launched
