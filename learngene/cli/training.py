@@ -61,7 +61,7 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mem-gb", type=float, help="slurm: memory per node in GB")
     group.add_argument("--sbatch", action="append", type=_key_value, metavar="KEY=VALUE",
                        help="slurm: extra sbatch option, repeatable (e.g. account=proj, qos=high)")  # fmt: skip
-    group.add_argument("--cluster", choices=("slurm", "local", "debug"),
+    group.add_argument("--cluster", choices=("slurm", "local"),
                        help="slurm: submitit cluster (local runs the SLURM-shaped job on this machine)")  # fmt: skip
 
 

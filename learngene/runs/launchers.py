@@ -309,7 +309,7 @@ class WorkerJob:
         try:
             env = submitit.JobEnvironment()
             argv = self.command(env.node, env.hostnames[0], str(env.job_id))
-        except RuntimeError:  # not inside a submitit job (the in-process "debug" executor)
+        except RuntimeError:  # not inside a submitit job (called directly): run as a single node
             argv = self.command()
         run_dir = Path(self.run_dir)
         with open(run_dir / STDOUT_LOG, "ab") as out, open(run_dir / STDERR_LOG, "ab") as err:
@@ -370,8 +370,10 @@ class SlurmLauncher(Launcher):
         self.worker_module = worker_module
         if int(nodes) < 1 or int(gpus_per_node) < 0 or int(time_min) < 1:
             raise LearngeneError("slurm needs --nodes >= 1, --gpus-per-node >= 0 and --time-min >= 1")
-        if cluster not in (None, "slurm", "local", "debug"):
-            raise LearngeneError(f"unknown submitit cluster {cluster!r}: use slurm, local or debug")
+        # submitit's in-process "debug" cluster only runs a job when its result is awaited, which a detached run
+        # never does, so it is not offered.
+        if cluster not in (None, "slurm", "local"):
+            raise LearngeneError(f"unknown submitit cluster {cluster!r}: use slurm or local")
         self.partition = partition
         self.nodes = int(nodes)
         self.gpus_per_node = int(gpus_per_node)
@@ -395,7 +397,8 @@ class SlurmLauncher(Launcher):
         }
 
     def slots(self) -> int:
-        return 0  # the cluster's scheduler queues SLURM jobs, not our local slots
+        # A real cluster's scheduler queues SLURM jobs, not our slots; the local executor runs on this machine.
+        return 1 if self.cluster == "local" else 0
 
     def _job(self, run_dir: str | os.PathLike, resume: bool) -> WorkerJob:
         return WorkerJob(
@@ -485,8 +488,6 @@ class SlurmLauncher(Launcher):
     def is_alive(self, record: dict[str, Any]) -> bool | None:
         if self.cluster == "local" or record.get("pid"):
             return super().is_alive(record)
-        if self.cluster == "debug":
-            return False  # ran to completion inside submit()
         try:
             import submitit
 

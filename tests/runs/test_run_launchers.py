@@ -56,7 +56,7 @@ def test_slurm_describes_its_sbatch_options(tmp_path):
     assert "#SBATCH --gpus-per-node=8" in lines and "#SBATCH --time=90" in lines
     assert "#SBATCH --account=proj" in lines
     assert lines[-1].startswith("srun ") and "torch.distributed.run" in lines[-1]
-    assert launcher.slots() == 0
+    assert launcher.slots() == 0 and SlurmLauncher(cluster="local").slots() == 1
     assert WorkerJob(str(tmp_path), False).command()[2] == "learngene.training.worker"
     with pytest.raises(LearngeneError, match="unknown submitit cluster"):
         SlurmLauncher(cluster="k8s")
@@ -71,7 +71,7 @@ def test_submitit_local_executor_runs_and_stops_a_job(runs_root, fake_worker):
     assert record["job_id"] and record["best_top1"] == 100.0
     assert (manager.run_dir(done) / "submitit").is_dir()
 
-    # SLURM runs take no local slot; a stop goes controller -> task -> worker as SIGTERM.
+    # A stop goes controller -> task -> worker as SIGTERM.
     long = manager.submit(
         fake_config(fake_steps=1000, fake_step_s=0.05), launcher="slurm", launcher_options=options
     )
