@@ -215,3 +215,11 @@ def test_ancestor_copies_everything_but_the_classifier(tiny_ancestor):
     assert copied == {k for k in state if not k.startswith("head.") and not k.endswith(HEAD_SLICED)}
     for key in (k for k in state if k.endswith(HEAD_SLICED)):
         assert torch.equal(state[key], tiny_ancestor.model.state_dict()[key])
+
+
+def test_statistics_are_computed_on_the_fly_when_missing(tiny_ancestor):
+    built = build_descendant(tiny_ancestor, DescendantSpec(depth=2, width_ratio=1, num_classes=2))
+    provenance = built.config["provenance"]
+    assert provenance["statistics"] == "computed on the fly" and provenance["num_images"] > 0
+    assert len(provenance["distances"]) == 9 and len(provenance["distances"][0]) == 3
+    assert all(source is not None for row in built.config["head_sources"] for source in row)
