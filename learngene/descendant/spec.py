@@ -139,24 +139,38 @@ class DescendantSpec:
             raise LearngeneError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if isinstance(self.ffn_groups, str) and self.ffn_groups != "auto":
             raise LearngeneError(f"ffn_groups must be 'auto', a list of layer groups or None (got {self.ffn_groups!r})")
-        given = [n for n, v in (("width ratio", self.width_ratio), ("heads", self.heads), ("schedule", self.schedule))
-                 if v is not None]
-        # A resolved spec keeps the width ratio or schedule on record beside the heads it produced.
-        if len(given) > 1 and not self.resolved:
-            raise LearngeneError(f"give only one of width ratio, heads list or schedule (got {' and '.join(given)})")
+        if self.width_ratio is not None and self.schedule is not None:
+            raise LearngeneError("give only one of width ratio, heads list or schedule (got width ratio and schedule)")
 
     def _resolve_heads(self, num_heads: int, depth: int) -> list[int]:
-        if self.heads is not None or self.resolved:
-            heads = list(self.heads)
-            if len(heads) != depth:
+        if self.heads is None:
+            return self._heads_from_width(num_heads, depth)
+        heads = self._explicit_heads(depth)
+        # A heads list beside a width ratio or schedule is fine when they agree (a resolved spec keeps the ratio
+        # on record beside the heads it produced, and an edited copy of it keeps both); otherwise it is ambiguous.
+        if not self.resolved and (self.width_ratio is not None or self.schedule is not None):
+            implied = self._heads_from_width(num_heads, depth)
+            if implied != heads:
+                kind = "width ratio" if self.width_ratio is not None else "schedule"
                 raise LearngeneError(
-                    f"the heads list has {len(heads)} entries but the descendant has {depth} layers; give one "
-                    "head count per layer"
+                    f"give only one of width ratio, heads list or schedule (got heads {heads} and a {kind} that "
+                    f"gives {implied})"
                 )
-            bad = [h for h in heads if int(h) != h or h < 1]
-            if bad:
-                raise LearngeneError(f"every layer needs at least one head (got {bad[0]} in the heads list)")
-            return [int(h) for h in heads]
+        return heads
+
+    def _explicit_heads(self, depth: int) -> list[int]:
+        heads = list(self.heads)
+        if len(heads) != depth:
+            raise LearngeneError(
+                f"the heads list has {len(heads)} entries but the descendant has {depth} layers; give one "
+                "head count per layer"
+            )
+        bad = [h for h in heads if int(h) != h or h < 1]
+        if bad:
+            raise LearngeneError(f"every layer needs at least one head (got {bad[0]} in the heads list)")
+        return [int(h) for h in heads]
+
+    def _heads_from_width(self, num_heads: int, depth: int) -> list[int]:
         if self.schedule is not None:
             return schedule_heads(num_heads, depth, self.schedule)
         ratio = 1.0 if self.width_ratio is None else float(self.width_ratio)

@@ -40,6 +40,14 @@ def test_explicit_heads_and_resolution_is_idempotent(small):
     assert DescendantSpec.from_dict(spec.to_dict()) == spec
 
 
+def test_heads_beside_an_agreeing_width_ratio_are_accepted(small):
+    """An edited copy of a resolved spec keeps both; that is only an error when they disagree."""
+    spec = DescendantSpec(depth=4, width_ratio=2, heads=[3, 3, 3, 3], init="scratch").resolve(small)
+    assert spec.heads == (3, 3, 3, 3)
+    with pytest.raises(LearngeneError, match="gives \\[3, 3, 3, 3\\]"):
+        DescendantSpec(depth=4, width_ratio=2, heads=[3, 3, 3, 2]).resolve(small)
+
+
 def test_backbone_ancestor_defaults_to_1000_classes():
     builtin = summary_without_weights("builtin")
     assert builtin.num_classes == 0
@@ -60,7 +68,8 @@ def test_backbone_ancestor_defaults_to_1000_classes():
         (dict(num_classes=0), "number of classes must be between 1"),
         (dict(num_classes=-3), "number of classes must be between 1"),
         (dict(img_size=100), "multiple of the patch size 16"),
-        (dict(width_ratio=2, heads=[3] * 12), "only one of width ratio, heads list or schedule"),
+        (dict(width_ratio=2, heads=[6] * 12), "only one of width ratio, heads list or schedule"),
+        (dict(width_ratio=2, schedule="increasing"), "only one of width ratio, heads list or schedule"),
         (dict(schedule="sideways"), "schedule must be one of"),
         (dict(init="magic"), "init must be one of"),
         (dict(head_order="random"), "head_order must be one of"),
