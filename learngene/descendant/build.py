@@ -66,7 +66,7 @@ def build_descendant(
         distances: (L, H) mean attention distances for cluster-learngene; computed with the built-in probe set
             when neither these nor ``learngene`` are given.
         learngene: an already extracted :class:`~learngene.extraction.Learngene` (its centroid mode must match
-            ``spec.centroid``); takes precedence over ``distances``.
+            ``spec.centroid``); takes precedence over ``distances``, and its FFN groups over ``spec.ffn_groups``.
         eps, min_heads: clustering thresholds when the learngene is extracted here.
         provenance: extra facts to record (e.g. the statistics file).
 
