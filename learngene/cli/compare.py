@@ -73,6 +73,9 @@ def register(subparsers) -> None:
     group.add_argument("--prune-checkpoints", action="store_true",
                        help="delete a run's checkpoints once its figures are recorded")
     group.add_argument("--runs-dir", help="runs root (default: $LEARNGENE_RUNS_DIR or the user data directory)")
+    group.add_argument("--report", default="results",
+                       help="name of the table files: OUT/NAME.json and OUT/NAME.md (default results); lets a "
+                            "second set of rows (e.g. --ablations) share OUT and its finished runs")
     group.add_argument("--json", action="store_true", help="print the table (or dry run) as JSON")
     add_launcher_arguments(parser)
     parser.set_defaults(func=run_compare)
@@ -165,13 +168,13 @@ def run_compare(args: argparse.Namespace) -> int:
         threads=args.threads, timeout_s=None if args.timeout_min is None else args.timeout_min * 60,
         prune_checkpoints=args.prune_checkpoints, progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    rows = write_results(plan, records, args.out, command=command)
+    rows = write_results(plan, records, args.out, command=command, name=args.report)
     if args.json:
         print(json.dumps(rows))
     else:
         from learngene.compare.report import markdown_table
 
         print(markdown_table(rows))
-        print(f"wrote {args.out}/results.json and {args.out}/results.md", file=sys.stderr)
+        print(f"wrote {args.out}/{args.report}.json and {args.out}/{args.report}.md", file=sys.stderr)
     unfinished = sum(r["failed"] + r["pending"] for r in rows)
     return 0 if not unfinished else 1

@@ -118,7 +118,7 @@ def parse_variant(text: str) -> Variant:
 
     Keys: ``init`` (default cluster-learngene), ``eps``, ``min_heads``, ``head_order``, ``centroid``,
     ``train_transform`` (true/false), ``transform_init``, ``ffn_groups`` (``auto``, ``none`` or ``3-5+0-1``).
-    Example: ``order-original:head_order=original``; ``T-trained:ffn_groups=3-5,train_transform=true``.
+    Example: ``order-original:head_order=original``; ``T-identity:ffn_groups=3-5,transform_init=identity``.
     """
     label, _, rest = text.partition(":")
     init, eps, min_heads, options = "cluster-learngene", None, None, []
@@ -151,14 +151,14 @@ def parse_variant(text: str) -> Variant:
 # The paper's ablations of Cluster-Learngene (method.md steps 3, 5, 6), as variants to add to a plan. Head order only
 # changes a descendant where a layer's head count is not a multiple of its number of clusters (permuting the heads
 # of a layer is a symmetry of multi-head attention); T only exists where FFN groups fall inside the descendant, so
-# the T rows group the descendant's last three layers explicitly.
+# the T rows group the descendant's last three layers explicitly. "T trained" is not among them: see
+# ComparisonPlan.validate.
 ABLATION_VARIANTS = (
     "order-original:head_order=original",
     "order-ascending:head_order=ascending-mad",
     "order-descending:head_order=descending-mad",
     "centroid-average:centroid=average",
     "T-once:ffn_groups=3-5",
-    "T-trained:ffn_groups=3-5,train_transform=true",
     "T-identity:ffn_groups=3-5,transform_init=identity",
     "eps5:eps=5",
     "eps20:eps=20",
@@ -270,6 +270,14 @@ class ComparisonPlan:
         unknown = sorted(set(self.recipe) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise LearngeneError(f"unknown recipe option(s): {', '.join(unknown)}")
+        trained_t = [v.label for v in self.variants if v.spec_options.get("train_transform")]
+        if trained_t:
+            # Runs train a *saved* descendant, and saving folds T into the FFN weights (plain timm modules), so a
+            # trained-T row would silently train exactly what the applied-once row trains.
+            raise LearngeneError(
+                f"variant {trained_t[0]}: train_transform cannot be compared through saved descendants (saving "
+                "folds T into the weights, so the run would not train T); drop train_transform from the row"
+            )
         for key in self.data_roots:
             if key != "*" and key not in map(dataset_key, self.datasets):
                 raise LearngeneError(f"--data-root {key}=... names no dataset of this comparison")

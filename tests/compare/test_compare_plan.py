@@ -81,6 +81,7 @@ def test_spec_and_config_carry_the_seed_and_the_variant():
     dict(datasets=()),
     dict(heads=(6, 6, 6, 6, 6, 6)),                 # together with width_ratio
     dict(data_roots={"cifar100": "/data"}),         # names no dataset of the plan
+    dict(variants=(parse_variant("T:ffn_groups=3-5,train_transform=true"),)),  # T would be folded, not trained
 ])
 def test_plan_validation_rejects(overrides):
     with pytest.raises(LearngeneError):
