@@ -44,7 +44,7 @@ def _sync(device: torch.device) -> None:
 
 def hand_loop(model: nn.Module, loader, sampler, epoch: int, steps: int, device: torch.device, lr: float,
               weight_decay: float, optimizer: torch.optim.Optimizer, amp_dtype, scaler, channels_last: bool,
-              label_smoothing: float) -> float:
+              label_smoothing: float, preprocess=None) -> float:
     """The minimal loop: move, forward under autocast, cross-entropy, backward, AdamW step. Returns seconds."""
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     model.train()
@@ -53,7 +53,9 @@ def hand_loop(model: nn.Module, loader, sampler, epoch: int, steps: int, device:
     start = time.perf_counter()
     for images, targets in itertools.islice(loader, steps):
         images = images.to(device, non_blocking=True)
-        if channels_last:
+        if preprocess is not None:  # the loader yields uint8 on a GPU: normalise there, as the engine does
+            images = preprocess(images, True)
+        elif channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         def hand_round(epoch: int) -> float:
             return hand_loop(net, runner.train_loader, runner.train_sampler, epoch, steps, device, runner.lr,
                              config.weight_decay, optimizer, runner.amp_dtype, scaler, runner.channels_last,
-                             config.label_smoothing)
+                             config.label_smoothing, runner.preprocess)
 
         for round_index in range(args.rounds + 1):
             # Same epoch (same batches) for both sides; the order alternates so neither always runs first.

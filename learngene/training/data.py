@@ -188,12 +188,18 @@ def load_splits(config: TrainConfig) -> DataSplits:
 # Transforms
 # ---------------------------------------------------------------------------------------------------------------------
 def build_transforms(
-    config: TrainConfig, mean: Sequence[float], std: Sequence[float], builtin: bool = False
+    config: TrainConfig, mean: Sequence[float], std: Sequence[float], builtin: bool = False,
+    uint8_output: bool = False,
 ) -> tuple[Callable, Callable]:
     """timm train transform (RandomResizedCrop, flip, RandAugment, random erasing) and eval transform.
 
     Evaluation resizes the short side to ``img_size / 0.875`` and centre-crops (256 -> 224, the paper's protocol);
     built-in datasets are already rendered at ``img_size`` and are evaluated whole.
+
+    Args:
+        uint8_output: stop at uint8 (3, H, W) tensors and leave normalisation and random erasing to
+            :class:`DevicePreprocess` on the GPU: a quarter of the bytes through worker queues and pinned memory,
+            and no per-pixel float work on the loader's CPU cores.
     """
     from timm.data import create_transform
 
@@ -202,12 +208,13 @@ def build_transforms(
         is_training=True,
         auto_augment=config.randaugment_policy,
         color_jitter=0.0 if config.randaugment_policy is None else 0.4,
-        re_prob=config.reprob,
+        re_prob=0.0 if uint8_output else config.reprob,
         re_mode="pixel",
         re_count=1,
         interpolation="bicubic",
         mean=tuple(mean),
         std=tuple(std),
+        use_prefetcher=uint8_output,
     )
     _guard_posterize(train)
     evaluation = create_transform(
@@ -217,8 +224,40 @@ def build_transforms(
         crop_pct=1.0 if builtin else 0.875,
         mean=tuple(mean),
         std=tuple(std),
+        use_prefetcher=uint8_output,
     )
     return train, evaluation
+
+
+class DevicePreprocess:
+    """Normalisation (and random erasing for training) of uint8 batches on the device they train on.
+
+    Args:
+        mean, std: per-channel statistics in [0, 1] units.
+        device: where batches arrive.
+        channels_last: return NHWC-strided tensors.
+        erase_prob: random-erasing probability for training batches (timm's per-sample ``pixel`` mode).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
+                 channels_last: bool = False, erase_prob: float = 0.0) -> None:
+        self.mean = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor([255.0 * s for s in std], device=device).view(1, 3, 1, 1)
+        self.channels_last = channels_last
+        self.erase = None
+        if erase_prob > 0:
+            from timm.data.random_erasing import RandomErasing
+
+            self.erase = RandomErasing(erase_prob, mode="pixel", max_count=1, device=device.type)
+
+    def __call__(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 (B, 3, H, W) on the device -> normalised float32 (B, 3, H, W)."""
+        images = images.float().sub_(self.mean).div_(self.std)
+        if train and self.erase is not None:
+            images = self.erase(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
 
 def _safe_posterize(img: Any, bits_to_keep: int, **_: Any) -> Any:

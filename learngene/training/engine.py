@@ -31,6 +31,8 @@ class StepContext:
         amp_dtype: autocast dtype, or None for full precision.
         scaler: a GradScaler for fp16, else None.
         mixup: timm ``Mixup`` (on-device batch mixing), or None.
+        preprocess: turns uint8 batches into normalised float ones on the device (``DevicePreprocess``), or None
+            when the loader already normalises.
     """
 
     model: nn.Module
@@ -46,6 +48,7 @@ class StepContext:
     ema: Any = None
     ema_target: nn.Module | None = None
     channels_last: bool = False
+    preprocess: Callable[[torch.Tensor, bool], torch.Tensor] | None = None  # on-device normalisation of uint8 input
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -53,11 +56,19 @@ class StepContext:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def to_device(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        non_blocking = self.device.type == "cuda"
-        images = images.to(self.device, non_blocking=non_blocking)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, targets.to(self.device, non_blocking=non_blocking)
+        return _move(images, targets, self.device, self.channels_last, self.preprocess, train=True)
+
+
+def _move(images: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool,
+          preprocess: Callable[[torch.Tensor, bool], torch.Tensor] | None, train: bool
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    non_blocking = device.type == "cuda"
+    images = images.to(device, non_blocking=non_blocking)
+    if preprocess is not None:
+        images = preprocess(images, train)
+    elif channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, targets.to(device, non_blocking=non_blocking)
 
 
 # on_step(step, loss, images) -> True to stop after this step. ``loss`` is a 0-d device tensor (the mean loss over
@@ -145,7 +156,8 @@ def _optimizer_step(ctx: StepContext) -> None:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-             amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> dict[str, float]:
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+             preprocess: Callable[[torch.Tensor, bool], torch.Tensor] | None = None) -> dict[str, float]:
     """Top-1, top-5 (percent) and mean cross-entropy over ``batches``, summed over all ranks.
 
     Returns:
@@ -157,12 +169,8 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     autocast = (torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
-    non_blocking = device.type == "cuda"
     for images, targets in batches:
-        images = images.to(device, non_blocking=non_blocking)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = targets.to(device, non_blocking=non_blocking)
+        images, targets = _move(images, targets, device, channels_last, preprocess, train=False)
         with autocast:
             logits = model(images)
         logits = logits.float()

@@ -27,6 +27,7 @@ from learngene.errors import LearngeneError
 from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
 from learngene.training.data import (
+    DevicePreprocess,
     ResumableSampler,
     TransformedSubset,
     build_transforms,
@@ -169,7 +170,9 @@ class Runner:
             splits = load_splits(cfg)
         self.classes = splits.classes
         model, mean, std = build_model(cfg, splits.num_classes)
-        train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin)
+        # On a GPU, loaders hand over uint8 and the GPU normalises: data loading must never be the bottleneck.
+        on_device = device.type == "cuda"
+        train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin, uint8_output=on_device)
         train_ds = TransformedSubset(splits.train, None, train_tf)
         val_ds = TransformedSubset(splits.val, None, eval_tf)
 
@@ -195,6 +198,8 @@ class Runner:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model  # the plain module: checkpoints and EMA read it
+        self.preprocess = (DevicePreprocess(mean, std, device, self.channels_last, cfg.reprob) if on_device
+                           else None)
         self.amp_dtype = resolve_amp(cfg, device)
         self.lr = cfg.resolved_lr(dist.world_size)
         optimizer = build_optimizer(model, self.lr, cfg.weight_decay)
@@ -235,7 +240,7 @@ class Runner:
         self.ctx = StepContext(model=net, optimizer=optimizer, scheduler=self.scheduler, criterion=criterion,
                                device=device, accum_steps=cfg.accum_steps, amp_dtype=self.amp_dtype,
                                scaler=self.scaler, mixup=mixup, clip_grad=cfg.clip_grad, ema=self.ema,
-                               ema_target=model, channels_last=self.channels_last)
+                               ema_target=model, channels_last=self.channels_last, preprocess=self.preprocess)
         self.workers = workers
         if dist.is_main:
             self._write_repro()
@@ -341,7 +346,8 @@ class Runner:
         return stop
 
     def _evaluate(self) -> dict[str, Any]:
-        result = evaluate(self.eval_net, self.val_loader, self.device, self.amp_dtype, self.channels_last)
+        result = evaluate(self.eval_net, self.val_loader, self.device, self.amp_dtype, self.channels_last,
+                          self.preprocess)
         improved = self.best_top1 is None or result["top1"] > self.best_top1
         if improved and math.isfinite(result["top1"]):
             self.best_top1 = result["top1"]
@@ -349,7 +355,8 @@ class Runner:
                   "top5": result["top5"], "loss": result["loss"], "best_top1": self.best_top1,
                   "images": result["images"]}
         if self.ema is not None:
-            ema_result = evaluate(self.ema.module, self.val_loader, self.device, self.amp_dtype, self.channels_last)
+            ema_result = evaluate(self.ema.module, self.val_loader, self.device, self.amp_dtype, self.channels_last,
+                                  self.preprocess)
             record.update(ema_top1=ema_result["top1"], ema_top5=ema_result["top5"], ema_loss=ema_result["loss"])
         self._emit(record)
         log.info("eval step %d epoch %d: top1 %.2f top5 %.2f loss %.4f (best %.2f)", self.step, self.epoch,

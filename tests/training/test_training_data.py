@@ -132,3 +132,21 @@ def test_randaugment_posterize_to_zero_bits_does_not_crash():
     posterize.prob = 1.0
     out = posterize(Image.new("RGB", (8, 8), (200, 100, 50)))
     assert out.getextrema() == ((0, 0), (0, 0), (0, 0))
+
+
+def test_device_preprocess_matches_the_cpu_transforms():
+    """The GPU path (uint8 loader + on-device normalisation) must feed the model exactly what the CPU path does."""
+    from learngene.training.data import DevicePreprocess
+
+    cfg = _cfg(dataset="lfw-faces")
+    splits = load_splits(cfg)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    _, eval_tf = build_transforms(cfg, mean, std, builtin=True)
+    train_u8, eval_u8 = build_transforms(cfg, mean, std, builtin=True, uint8_output=True)
+    image = splits.val[0][0]
+    raw = eval_u8(image)
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 32, 32) and train_u8(image).dtype == torch.uint8
+    pre = DevicePreprocess(mean, std, torch.device("cpu"), erase_prob=1.0)
+    assert torch.allclose(pre(raw[None], train=False)[0], eval_tf(image), atol=1e-5)
+    erased = pre(raw[None].repeat(4, 1, 1, 1), train=True)
+    assert erased.shape == (4, 3, 32, 32) and not torch.allclose(erased[0], eval_tf(image))
