@@ -390,6 +390,11 @@ class Runner:
                  spe, self.device, self.dist.world_size, cfg.batch_size * cfg.accum_steps * self.dist.world_size,
                  self.lr)
         while self.step < self.total_steps:
+            # A stop that arrived during setup or evaluation is honoured before more steps are taken.
+            if any_rank(self.stop.requested, self.device):
+                self.save("last")
+                return RunOutcome("stopped", self.step, self.epoch, self.best_top1,
+                                  f"stopped at step {self.step} ({self.stop.reason or 'stop requested'})")
             self.epoch = self.step // spe
             offset = self.step - self.epoch * spe  # optimizer steps already taken in this epoch
             result = self.train_segment(self.epoch, offset, min(spe - offset, self.total_steps - self.step))

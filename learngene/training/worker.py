@@ -2,6 +2,7 @@
 
 Reads ``RUN_DIR/config.yaml``, trains, writes everything into RUN_DIR and ends by writing ``RUN_DIR/result.json``:
 ``{"state": "succeeded"|"failed"|"stopped", "message", "step", "epoch", "best_top1", "exit_code"}``.
+``step`` counts optimizer steps; ``epoch`` is the 0-based epoch of the latest step (also in every metrics line).
 Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT: the current step finishes, ``last`` is saved), 1 failed (the one-
 line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
 """

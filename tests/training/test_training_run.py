@@ -145,3 +145,13 @@ def test_descendant_sources_train(make_run, tmp_path):
     result = run_training(loaded)  # 4-class head replaced by a 10-class one for digits
     assert result["state"] == "succeeded", result["message"]
     assert "new 10-class classifier head" in (loaded / "train.log").read_text()
+
+
+def test_stop_requested_before_the_first_step(make_run):
+    run_dir = make_run(max_steps=5)
+    stop = StopFlag()
+    stop.request("early")
+    result = run_training(run_dir, stop=stop)
+    assert result["state"] == "stopped" and result["step"] == 0 and "early" in result["message"]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 0
+    assert run_training(run_dir, resume=True)["step"] == 5
