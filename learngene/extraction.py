@@ -27,7 +27,8 @@ FFN_KEYS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
 _LAYER_SHARED = ("norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias", "ls1.gamma", "ls2.gamma", "attn.proj.bias")
 # Model-level tensors inherited as they are.
 _MODEL_SHARED = (
-    "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "reg_token", "pos_embed", "norm.weight", "norm.bias"
+    "patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "reg_token", "pos_embed", "norm.weight", "norm.bias",
+    "norm_pre.weight", "norm_pre.bias", "fc_norm.weight", "fc_norm.bias",
 )
 
 LEARNGENE_WEIGHTS = "learngene.safetensors"
