@@ -208,6 +208,17 @@ class UmapWorker:
             else:
                 future.set_exception(RuntimeError(error))
 
+    def result(self, key: str, features: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """(coordinates, None) when ready, (None, None) while running, (None, message) if it failed."""
+        future = self.submit(key, features)
+        if not future.done():
+            return None, None
+        error = future.exception()
+        if error is not None:
+            return None, f"{error}; showing PCA"
+        return future.result(), None
+
+
 umap_worker = UmapWorker()
 
 

@@ -182,7 +182,7 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
     st.plotly_chart(figure([trace], f"Inheritance map of {Path(folder).name}: ancestor head behind each descendant "
                                     "head (colour = its cluster; rand = random init)",
                            height=max(240, 30 * len(sources) + 90),
-                           xaxis=dict(title=dict(text="descendant head slot"), dtick=1, side="top"),
+                           xaxis=dict(title=dict(text="descendant head slot"), dtick=1),
                            yaxis=dict(title=dict(text="layer"), dtick=1, autorange="reversed")), key="inheritance_map")
     ffn = config.get("ffn_sources") or []
     st.caption("FFN sources per layer: " + ", ".join(

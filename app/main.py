@@ -18,14 +18,14 @@ import streamlit as st  # noqa: E402
 
 PAGES = ROOT / "pages"
 
-st.set_page_config(page_title="learngene", page_icon="🧬", layout="wide")
+st.set_page_config(page_title="learngene", page_icon=":material/genetics:", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(PAGES / "1_ancestor.py", title="Ancestor", icon="🌳", default=True),
-        st.Page(PAGES / "2_heads.py", title="Heads", icon="🎯", url_path="heads"),
-        st.Page(PAGES / "3_descendants.py", title="Descendants", icon="🌱", url_path="descendants"),
-        st.Page(PAGES / "4_finetune.py", title="Fine-tune", icon="🏋️", url_path="finetune"),
-        st.Page(PAGES / "5_runs.py", title="Runs", icon="📈", url_path="runs"),
+        st.Page(PAGES / "1_ancestor.py", title="Ancestor", icon=":material/account_tree:", default=True),
+        st.Page(PAGES / "2_heads.py", title="Heads", icon=":material/scatter_plot:", url_path="heads"),
+        st.Page(PAGES / "3_descendants.py", title="Descendants", icon=":material/park:", url_path="descendants"),
+        st.Page(PAGES / "4_finetune.py", title="Fine-tune", icon=":material/model_training:", url_path="finetune"),
+        st.Page(PAGES / "5_runs.py", title="Runs", icon=":material/monitoring:", url_path="runs"),
     ]
 )
 navigation.run()

@@ -83,3 +83,20 @@ def test_figures_mark_noise_and_centroids(mad):
     heat = charts.similarity_heatmap(np.eye(3), ["a", "b", "c"], "t")
     for fig in (sweep, embedding, overlay, heat):
         go.Figure(fig.to_dict())
+
+
+def test_umap_worker_result_states():
+    """PCA is shown while the fit runs (None), UMAP once done, and a failure becomes a message, never a raise."""
+    from concurrent.futures import Future
+
+    worker = analysis.UmapWorker()
+    running, done, failed = Future(), Future(), Future()
+    done.set_result(np.ones((3, 2)))
+    failed.set_exception(RuntimeError("UMAP failed: boom"))
+    worker._futures.update(running=running, done=done, failed=failed)
+    features = np.zeros((3, 4))
+    assert worker.result("running", features) == (None, None)
+    coords, problem = worker.result("done", features)
+    assert coords.shape == (3, 2) and problem is None
+    coords, problem = worker.result("failed", features)
+    assert coords is None and "boom" in problem
