@@ -161,7 +161,9 @@ class Runner:
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg, dist, device = self.config, self.dist, self.device
-        seed_everything(cfg.seed + dist.rank, cfg.deterministic)
+        # Same seed on every rank while the model is built (its random parts, and the EMA copy taken from it, must
+        # agree across ranks); a per-rank seed afterwards so each rank draws its own augmentations.
+        seed_everything(cfg.seed, cfg.deterministic)
         if dist.is_main:
             splits = load_splits(cfg)  # rank 0 first: it may download, the others then find the files
             barrier()
@@ -170,6 +172,7 @@ class Runner:
             splits = load_splits(cfg)
         self.classes = splits.classes
         model, mean, std = build_model(cfg, splits.num_classes)
+        seed_everything(cfg.seed + dist.rank, cfg.deterministic)
         # On a GPU, loaders hand over uint8 and the GPU normalises: data loading must never be the bottleneck.
         on_device = device.type == "cuda"
         train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin, uint8_output=on_device)
