@@ -169,6 +169,8 @@ class TrainConfig:
                 raise LearngeneError(f"unknown timm model {self.model!r} (see timm.list_models())")
         if self.ancestor and self.init not in INIT_CHOICES:
             raise LearngeneError(f"init must be one of {', '.join(INIT_CHOICES)}, got {self.init!r}")
+        if self.schedule is not None and self.schedule not in ("decreasing", "increasing"):
+            raise LearngeneError(f"schedule must be decreasing or increasing, got {self.schedule!r}")
         if not isinstance(self.model_kwargs, dict):
             raise LearngeneError("model_kwargs must be a mapping of timm.create_model keyword arguments")
 
