@@ -229,7 +229,8 @@ def _optional_float(text: str) -> float | None:
 
 
 def _optional_int(text: str) -> int | None:
-    return None if _off(text) else int(text)
+    # "0" is a real value here (--workers 0 = load in the main process), so only words mean "unset".
+    return None if str(text).strip().lower() in ("", "none", "auto", "off") else int(text)
 
 
 def _key_value(text: str) -> tuple[str, Any]:

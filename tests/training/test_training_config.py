@@ -77,3 +77,14 @@ def test_config_from_args_validates():
     parser = add_train_arguments(argparse.ArgumentParser())
     with pytest.raises(LearngeneError, match="accum_steps"):
         config_from_args(parser.parse_args(["--model", "vit_tiny_patch16_224", "--accum-steps", "0"]))
+
+
+def test_workers_zero_means_the_main_process_not_automatic():
+    import argparse
+
+    from learngene.training.config import add_train_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["--model", "vit_tiny_patch16_224", "--workers", "0"])).workers == 0
+    assert config_from_args(parser.parse_args(["--model", "vit_tiny_patch16_224", "--workers", "auto"])).workers is None
