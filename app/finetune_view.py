@@ -64,15 +64,28 @@ def dataset_fields() -> dict[str, Any]:
     return fields
 
 
-def recipe_fields() -> dict[str, Any]:
-    """The recipe, prefilled with the paper's defaults (TrainConfig's)."""
+def descendant_img_size(model: dict[str, Any] | None) -> int | None:
+    """The resolution a saved descendant was built for (the recipe's default then), or None."""
+    import json
+    from pathlib import Path
+
+    if not model or not model.get("descendant"):
+        return None
+    try:
+        return int(json.loads((Path(model["descendant"]) / "config.json").read_text())["timm"]["img_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recipe_fields(img_size: int | None = None) -> dict[str, Any]:
+    """The recipe, prefilled with the paper's defaults (TrainConfig's); the resolution follows the descendant."""
     d = TrainConfig()
     c = st.columns(4)
     fields = {
         "epochs": c[0].number_input("Epochs", 1, 10_000, d.epochs, key="ft_epochs"),
         "max_steps": c[1].number_input("Max steps (0 = all)", 0, 10_000_000, 0, key="ft_max_steps") or None,
         "batch_size": c[2].number_input("Batch size (per process)", 1, 4096, d.batch_size, key="ft_batch"),
-        "img_size": c[3].number_input("Resolution (px)", 8, 1024, d.img_size, step=8, key="ft_img"),
+        "img_size": c[3].number_input("Resolution (px)", 8, 1024, img_size or d.img_size, step=1, key="ft_img"),
     }
     c = st.columns(4)
     fields["base_lr"] = c[0].number_input("Base lr (x batch / 512)", 0.0, 1.0, d.base_lr, format="%.2e", key="ft_lr")

@@ -25,4 +25,4 @@ st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else
 stats = ancestor_view.ensure_statistics(choice, auto=False)
 if stats is not None:
     ancestor_view.statistics_panel(stats)
-    nav.link(nav.HEADS, "Explore the heads →", "🎯")
+    nav.link(nav.HEADS, "Explore the heads →", ":material/scatter_plot:")

@@ -34,4 +34,4 @@ last = state.remembered(view.LAST_DESCENDANT)
 if last:
     stats = resources.saved_statistics(choice)
     view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None)
-    nav.link(nav.FINETUNE, "Fine-tune it →", "🏋️")
+    nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")

@@ -12,7 +12,7 @@ model = view.model_source()
 st.subheader("Data")
 data = view.dataset_fields()
 st.subheader("Recipe (the paper's defaults)")
-recipe = view.recipe_fields()
+recipe = view.recipe_fields(view.descendant_img_size(model))
 st.subheader("Launcher")
 launcher, options = view.launcher_fields()
 name = st.text_input("Run name (optional)", key="ft_name").strip() or None
@@ -22,5 +22,5 @@ if config is not None:
     st.markdown("**Equivalent command**")
     st.code(launch.command_text(launch.train_argv(config, name, launcher, options)), language="bash")
     if view.launch_button(config, name, launcher, options, "Launch", "launch"):
-        nav.link(nav.RUNS, "Watch it on the Runs page →", "📈")
+        nav.link(nav.RUNS, "Watch it on the Runs page →", ":material/monitoring:")
     view.compare_initialisations(config, name, launcher, options, state.current_choice())

@@ -31,6 +31,7 @@ def test_build_save_map_then_finetune_offers_it(app, tmp_path):
     at.switch_page(page("3_descendants.py")).run()
     at.number_input(key="d_depth").set_value(2).run()
     at.number_input(key="d_ratio").set_value(2.0).run()
+    at.number_input(key="d_img").set_value(28).run()
     folder = tmp_path / "desc"
     at.text_input(key="d_folder").input(str(folder)).run()
     at.button(key="d_build").click().run()
@@ -49,4 +50,20 @@ def test_build_save_map_then_finetune_offers_it(app, tmp_path):
     assert_clean(at)
     assert at.text_input(key="ft_descendant").value == str(folder)
     assert "--descendant" in at.code[0].value and str(folder) in at.code[0].value
-    assert Path(folder).is_dir()
+    assert at.number_input(key="ft_img").value == 28  # the recipe's resolution follows the descendant
+
+    # compare initialisations: the same design built per init, one run each with the same recipe
+    at.multiselect(key="ft_compare_inits").set_value(["cluster-learngene", "scratch"]).run()
+    at.button(key="launch_compare").click().run()
+    assert_clean(at)
+    assert len(at.success) == 2, [e.value for e in at.error]
+    scratch = Path(f"{folder}-scratch")
+    assert json.loads((scratch / "config.json").read_text())["spec"]["init"] == "scratch"
+    from app.runs_view import manager
+
+    runs = {r["name"]: r for r in manager().list(schedule=False)}
+    assert {"compare-cluster-learngene", "compare-scratch"} <= set(runs)
+    assert runs["compare-scratch"]["config"]["descendant"] == str(scratch)
+    for name in ("compare-cluster-learngene", "compare-scratch"):  # a 224 px ViT-S run is not for this test
+        if runs[name]["state"] in ("queued", "running"):
+            manager().stop(runs[name]["run_id"], force=True)
