@@ -35,17 +35,23 @@ def test_launch_tiny_run_and_watch_it_succeed(app):
     at.button(key="launch").click().run()
     assert_clean(at)
     assert at.success, [e.value for e in at.error]
+    run_id = at.success[0].value.split("Queued run ")[1].split(":")[0]
     at.button(key="launch").click().run()  # the same form again: not a second run
     assert any("already launched" in i.value for i in at.info)
 
     runs = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
     runs.switch_page(page("5_runs.py")).run()
     assert_clean(runs)
-    table = runs.dataframe[0].value
-    assert table["name"].tolist() == ["tiny-digits"]
+
+    def row():
+        table = runs.dataframe[0].value
+        assert (table["name"] == "tiny-digits").sum() == 1  # launched once
+        return table[table["run id"] == run_id].iloc[0]
+
+    runs.selectbox(key="run_picker").set_value(run_id).run()
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        state = runs.dataframe[0].value["state"].iloc[0]
+        state = row()["state"]
         if state in ("succeeded", "failed", "stopped"):
             break
         time.sleep(2)
@@ -54,7 +60,7 @@ def test_launch_tiny_run_and_watch_it_succeed(app):
     assert state == "succeeded", "\n".join(c.value for c in runs.code)
     states = [m.value for m in runs.metric if m.label == "State"]
     assert states == ["succeeded"]
-    assert runs.dataframe[0].value["progress"].iloc[0] == pytest.approx(1.0)
+    assert row()["progress"] == pytest.approx(1.0)
     assert len(runs.get("plotly_chart")) >= 3  # loss, accuracy, lr (+ the comparison charts)
 
 
