@@ -16,22 +16,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = str(ROOT / "app" / "main.py")
-PAGES = ROOT / "pages"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-TIMEOUT = 120
+
+from apptest_support import MAIN, TIMEOUT  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def app_dirs(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    runs = tmp_path_factory.mktemp("runs")
-    os.environ["LEARNGENE_CACHE_DIR"] = str(cache)
-    os.environ["LEARNGENE_RUNS_DIR"] = str(runs)
-    return cache, runs
+    """One cache and one runs directory for all app tests (the env vars are set per test, see ``app_env``)."""
+    return tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("runs")
+
+
+def _env_for(dirs) -> dict[str, str]:
+    return {"LEARNGENE_CACHE_DIR": str(dirs[0]), "LEARNGENE_RUNS_DIR": str(dirs[1])}
+
+
+@pytest.fixture(autouse=True)
+def app_env(app_dirs, monkeypatch):
+    """Point the app at the test directories for each app test only (other test packages keep their own)."""
+    for key, value in _env_for(app_dirs).items():
+        monkeypatch.setenv(key, value)
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +49,20 @@ def small_choice(app_dirs):
     from learngene.attention.statistics import compute_head_statistics
     from learngene.probes import load_probe_images
 
-    choice = Choice(num_images=4)
-    ancestor = load_ancestor("builtin")
-    probes = load_probe_images("builtin", ancestor.summary, 4)
-    compute_head_statistics(ancestor.model, probes, ancestor.summary, device="cpu").save_json(statistics_path(choice))
+    saved = {key: os.environ.get(key) for key in _env_for(app_dirs)}
+    os.environ.update(_env_for(app_dirs))
+    try:
+        choice = Choice(num_images=4)
+        ancestor = load_ancestor("builtin")
+        probes = load_probe_images("builtin", ancestor.summary, 4)
+        stats = compute_head_statistics(ancestor.model, probes, ancestor.summary, device="cpu")
+        stats.save_json(statistics_path(choice))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return choice
 
 
@@ -65,15 +81,3 @@ def app(saved_session):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
-
-
-def page(name: str) -> str:
-    return str(PAGES / name)
-
-
-def metric(at, label: str):
-    return next(m.value for m in at.metric if m.label == label)
-
-
-def assert_clean(at) -> None:
-    assert not at.exception, [e.message for e in at.exception]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import MAIN, TIMEOUT, assert_clean, metric
+from apptest_support import MAIN, TIMEOUT, assert_clean, metric
 from streamlit.testing.v1 import AppTest
 
 

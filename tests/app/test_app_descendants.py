@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import assert_clean, metric, page
+from apptest_support import assert_clean, metric, page
 
 
 def test_size_preview_follows_the_design_and_bad_heads_are_reported(app):

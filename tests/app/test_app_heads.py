@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MAIN, TIMEOUT, assert_clean, metric, page
+from apptest_support import MAIN, TIMEOUT, assert_clean, metric, page
 from streamlit.testing.v1 import AppTest
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import MAIN, TIMEOUT, assert_clean, page
+from apptest_support import MAIN, TIMEOUT, assert_clean, page
 from streamlit.testing.v1 import AppTest
 
 
