@@ -29,10 +29,12 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/python -m ruff check learngene app pages tests benchmarks
+	$(BIN)/python -m ruff check learngene app pages tests benchmarks scripts
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mad_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/train_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/app_slider_latency.py
 
 clean:
 	rm -rf $(VENV)
