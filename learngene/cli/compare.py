@@ -78,12 +78,15 @@ def register(subparsers) -> None:
                             "second set of rows (e.g. --ablations) share OUT and its finished runs")
     group.add_argument("--json", action="store_true", help="print the table (or dry run) as JSON")
     add_launcher_arguments(parser)
+    for action in parser._actions:  # the train flags a comparison rejects stay parseable (for a clear error) but unlisted
+        if action.dest in _REJECTED:
+            action.help = argparse.SUPPRESS
     parser.set_defaults(func=run_compare)
 
 
 # Train flags that pick the model: meaningless for a comparison, which sets them per run.
 _REJECTED = {"descendant": "--descendant", "model": "--model", "model_kwargs": "--model-arg", "init": "--init",
-             "seed": "--seed"}
+             "seed": "--seed", "schedule": "--schedule"}
 
 
 def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,7 +96,8 @@ def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     for name, flag in _REJECTED.items():
         if hasattr(args, name):  # train flags default to SUPPRESS: present means the user gave it
-            raise LearngeneError(f"{flag} picks the model of one run; a comparison sets it per run")
+            hint = "use --width-ratio decreasing|increasing" if name == "schedule" else "use --inits / --seeds"
+            raise LearngeneError(f"{flag} picks the model of one run; a comparison sets it per run ({hint})")
     recipe: dict[str, Any] = {}
     if getattr(args, "config", None):
         base = TrainConfig.from_yaml(args.config).to_dict()

@@ -118,3 +118,12 @@ def test_folder_row_without_its_data_is_refused(tmp_path, capsys):
 def test_commands_are_single_shell_lines():
     for command in FULL_SCALE_COMMANDS.values():
         assert "\n" not in command and shlex.split(command)[:2] == ["learngene", "compare"]
+
+
+@pytest.mark.parametrize("flag", [["--seed", "3"], ["--init", "scratch"], ["--descendant", "/tmp"],
+                                  ["--schedule", "decreasing"]])
+def test_per_run_model_flags_are_refused(flag, tmp_path, capsys):
+    argv = full_scale_argv("CIFAR-10")
+    argv[argv.index("--out") + 1] = str(tmp_path / "out")
+    assert main([*argv, *flag, "--dry-run"]) == 2
+    assert "per run" in capsys.readouterr().err
