@@ -270,14 +270,6 @@ class ComparisonPlan:
         unknown = sorted(set(self.recipe) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown:
             raise LearngeneError(f"unknown recipe option(s): {', '.join(unknown)}")
-        trained_t = [v.label for v in self.variants if v.spec_options.get("train_transform")]
-        if trained_t:
-            # Runs train a *saved* descendant, and saving folds T into the FFN weights (plain timm modules), so a
-            # trained-T row would silently train exactly what the applied-once row trains.
-            raise LearngeneError(
-                f"variant {trained_t[0]}: train_transform cannot be compared through saved descendants (saving "
-                "folds T into the weights, so the run would not train T); drop train_transform from the row"
-            )
         for key in self.data_roots:
             if key != "*" and key not in map(dataset_key, self.datasets):
                 raise LearngeneError(f"--data-root {key}=... names no dataset of this comparison")

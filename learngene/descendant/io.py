@@ -17,18 +17,27 @@ import numpy as np
 from learngene.descendant.build import CONFIG_FORMAT, Descendant
 from learngene.descendant.model import create_descendant_model
 from learngene.descendant.spec import DescendantSpec
-from learngene.descendant.transform import plain_state_dict
+from learngene.descendant.transform import (
+    TRANSFORMS_ATTR,
+    FfnTransform,
+    attach_trained_transforms,
+    plain_state_dict,
+)
 from learngene.errors import LearngeneError
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# Trained transformations T and their fixed centroids (only for train_transform descendants). model.safetensors stays
+# plain timm weights (T folded in) so it loads anywhere; this file lets load_descendant keep training T.
+TRANSFORMS_FILE = "transforms.safetensors"
 
 
 def save_descendant(descendant: Descendant, directory: str | Path, *, force: bool = False) -> Path:
     """Write the descendant into a new directory ``directory``.
 
     The files are written into a temporary sibling directory that is renamed into place at the end, so a failure
-    leaves nothing half-written. A trained transformation T is folded into the weights first (plain timm modules).
+    leaves nothing half-written. A trained transformation T is folded into the weights first (plain timm modules);
+    T itself and its centroids go to ``transforms.safetensors`` so that :func:`load_descendant` can keep training it.
 
     Raises:
         LearngeneError: when ``directory`` exists and ``force`` is False.
@@ -45,6 +54,10 @@ def save_descendant(descendant: Descendant, directory: str | Path, *, force: boo
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": CONFIG_FORMAT})
+        transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)
+        if transforms is not None:
+            save_file({k: v.detach().contiguous() for k, v in transforms.state_dict().items()},
+                      str(staging / TRANSFORMS_FILE))
         (staging / CONFIG_FILE).write_text(json.dumps(descendant.config, indent=1))
         if directory.exists():
             shutil.rmtree(directory)
@@ -80,7 +93,25 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
         raise LearngeneError(f"the weights in {directory} do not match its config.json ({error})") from error
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config["mean"]), "std": tuple(config["std"])}
     spec = DescendantSpec.from_dict(config["spec"])
+    if spec.train_transform and (directory / TRANSFORMS_FILE).is_file():
+        _reattach_transforms(model, config, load_file(str(directory / TRANSFORMS_FILE), device=str(device)))
     return Descendant(model=model.eval(), spec=spec, config=config)
+
+
+def _reattach_transforms(model, config: dict, state: dict) -> None:
+    """Put each group's trained T back in the graph: the saved weights are residual + T(centroid), so registering
+    the parametrisation recovers the residual exactly and the model's outputs do not change."""
+    groups = [list(entry["layers"]) for entry in config.get("ffn_transforms", [])]
+    transforms, centroids = [], []
+    for index, group in enumerate(groups):
+        transform = FfnTransform(len(group))
+        prefix = f"{index}."
+        transform.load_state_dict({k[len(prefix + "transform."):]: v for k, v in state.items()
+                                   if k.startswith(prefix + "transform.")})
+        centroids.append({key: state[prefix + key.replace(".", "_")] for key in ("fc1.weight", "fc1.bias",
+                                                                               "fc2.weight", "fc2.bias")})
+        transforms.append(transform)
+    attach_trained_transforms(model, groups, transforms, centroids)
 
 
 def read_distances(path: str | Path) -> tuple[np.ndarray, dict]:

@@ -81,7 +81,6 @@ def test_spec_and_config_carry_the_seed_and_the_variant():
     dict(datasets=()),
     dict(heads=(6, 6, 6, 6, 6, 6)),                 # together with width_ratio
     dict(data_roots={"cifar100": "/data"}),         # names no dataset of the plan
-    dict(variants=(parse_variant("T:ffn_groups=3-5,train_transform=true"),)),  # T would be folded, not trained
 ])
 def test_plan_validation_rejects(overrides):
     with pytest.raises(LearngeneError):
@@ -170,3 +169,8 @@ def test_run_figures_from_metrics():
     figures = run_figures({"step": 30, "best_top1": None, "started": 100.0, "ended": 160.0}, metrics)
     assert figures["best_top1"] == 40.0 and figures["final_top1"] == 35.0
     assert figures["images_per_s"] == 7.0 and figures["epochs"] == 3.0 and figures["wall_s"] == 60.0
+
+
+def test_a_trained_transform_row_is_a_valid_plan():
+    plan = make_plan(variants=(parse_variant("T-trained:ffn_groups=3-5,train_transform=true"),))
+    assert plan.variants[0].spec_options["train_transform"] is True
