@@ -151,8 +151,7 @@ def parse_variant(text: str) -> Variant:
 # The paper's ablations of Cluster-Learngene (method.md steps 3, 5, 6), as variants to add to a plan. Head order only
 # changes a descendant where a layer's head count is not a multiple of its number of clusters (permuting the heads
 # of a layer is a symmetry of multi-head attention); T only exists where FFN groups fall inside the descendant, so
-# the T rows group the descendant's last three layers explicitly. "T trained" is not among them: see
-# ComparisonPlan.validate.
+# the T rows group the descendant's last three layers explicitly; each T init is run applied once and trained.
 ABLATION_VARIANTS = (
     "order-original:head_order=original",
     "order-ascending:head_order=ascending-mad",
@@ -160,6 +159,8 @@ ABLATION_VARIANTS = (
     "centroid-average:centroid=average",
     "T-once:ffn_groups=3-5",
     "T-identity:ffn_groups=3-5,transform_init=identity",
+    "T-trained:ffn_groups=3-5,train_transform=true",
+    "T-trained-identity:ffn_groups=3-5,train_transform=true,transform_init=identity",
     "eps5:eps=5",
     "eps20:eps=20",
 )

@@ -57,6 +57,12 @@ class TrainConfig:
     stats: str | None = None
     eps: float | None = None
     min_heads: int | None = None
+    # the paper's ablation options of a descendant built at start (same meaning as `learngene build`)
+    ffn_groups: str = "auto"  # "auto" | "none" | groups like "6-7,9-11"
+    head_order: str = "priority"
+    centroid: str = "nearest"
+    train_transform: bool = False
+    transform_init: str = "default"
     drop_path: float = 0.1
     # --- data ---------------------------------------------------------------------------------------------------
     dataset: str = "digits"
@@ -171,6 +177,17 @@ class TrainConfig:
             raise LearngeneError(f"init must be one of {', '.join(INIT_CHOICES)}, got {self.init!r}")
         if self.schedule is not None and self.schedule not in ("decreasing", "increasing"):
             raise LearngeneError(f"schedule must be decreasing or increasing, got {self.schedule!r}")
+        if self.ancestor:
+            from learngene.descendant.spec import HEAD_ORDERS, TRANSFORM_INITS
+            from learngene.ffn_groups import parse_groups
+
+            for name, value, allowed in (("head_order", self.head_order, HEAD_ORDERS),
+                                         ("centroid", self.centroid, ("nearest", "average")),
+                                         ("transform_init", self.transform_init, TRANSFORM_INITS)):
+                if value not in allowed:
+                    raise LearngeneError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+            if str(self.ffn_groups) not in ("auto", "none"):
+                parse_groups(str(self.ffn_groups))
         if not isinstance(self.model_kwargs, dict):
             raise LearngeneError("model_kwargs must be a mapping of timm.create_model keyword arguments")
 
@@ -270,6 +287,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     g.add_argument("--stats", help="head statistics file to cluster from")
     g.add_argument("--eps", type=float, help="clustering Eps in pixels")
     g.add_argument("--min-heads", type=int, help="clustering MinHds")
+    g.add_argument("--ffn-groups", help="FFN groups sharing a centroid: auto (default) | none | e.g. 6-7,9-11")
+    g.add_argument("--head-order", help="priority (default) | original | ascending-mad | descending-mad")
+    g.add_argument("--centroid", help="nearest (default) | average")
+    g.add_argument("--train-transform", action=argparse.BooleanOptionalAction,
+                   help="keep the FFN transformation T in the graph and train it")
+    g.add_argument("--transform-init", help="T's initialisation: default (the authors') | identity")
     g.add_argument("--drop-path", type=float, help=f"stochastic depth rate (default {d.drop_path})")
 
     g = parser.add_argument_group("data")
