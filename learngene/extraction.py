@@ -76,8 +76,8 @@ class Learngene:
     def num_params(self) -> int:
         """Number of inherited values stored: each centroid head and FFN once, plus the shared tensors."""
         heads = sum(t.numel() for layer in self.heads for head in layer for t in head.values())
-        grouped_followers = {l for g in self.ffn_groups for l in g[1:]}
-        ffn = sum(t.numel() for l, f in enumerate(self.ffn) if l not in grouped_followers for t in f.values())
+        grouped_followers = {layer_idx for g in self.ffn_groups for layer_idx in g[1:]}
+        ffn = sum(t.numel() for layer_idx, f in enumerate(self.ffn) if layer_idx not in grouped_followers for t in f.values())
         return heads + ffn + sum(t.numel() for t in self.shared.values())
 
     def describe(self) -> dict:
@@ -134,7 +134,7 @@ def extract_learngene(
     state = model.state_dict()
     heads: list[list[dict[str, torch.Tensor]]] = []
     ffn: list[dict[str, torch.Tensor]] = []
-    for index, (block, layer) in enumerate(zip(model.blocks, layers)):
+    for index, (block, layer) in enumerate(zip(model.blocks, layers, strict=True)):
         if centroid == "nearest":
             heads.append([read_head(block.attn, h) for h in layer.centroids])
         else:
@@ -163,11 +163,11 @@ def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool =
         raise LearngeneError(f"output directory {directory} exists and is not empty; choose another or pass --force")
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"shared.{k}": v.contiguous() for k, v in learngene.shared.items()}
-    for l, layer in enumerate(learngene.heads):
+    for layer_idx, layer in enumerate(learngene.heads):
         for k, head in enumerate(layer):
-            tensors.update({f"heads.{l}.{k}.{name}": t.contiguous() for name, t in head.items()})
-    for l, f in enumerate(learngene.ffn):
-        tensors.update({f"ffn.{l}.{name}": t.contiguous() for name, t in f.items()})
+            tensors.update({f"heads.{layer_idx}.{k}.{name}": t.contiguous() for name, t in head.items()})
+    for layer_idx, f in enumerate(learngene.ffn):
+        tensors.update({f"ffn.{layer_idx}.{name}": t.contiguous() for name, t in f.items()})
     # Write to temporary names first so a failure never leaves a half-written learngene.
     tmp_weights, tmp_config = directory / (LEARNGENE_WEIGHTS + ".tmp"), directory / (LEARNGENE_CONFIG + ".tmp")
     save_file(tensors, str(tmp_weights))
@@ -192,10 +192,10 @@ def load_learngene(directory: str | Path) -> Learngene:
         raise LearngeneError(f"the learngene in {directory} is corrupt ({error})") from error
     layers = [LayerClusters(**layer) for layer in config["layers"]]
     heads = [
-        [{name: tensors[f"heads.{l}.{k}.{name}"] for name in _head_names(tensors, l, k)} for k in range(len(layer.centroids))]
-        for l, layer in enumerate(layers)
+        [{name: tensors[f"heads.{layer_idx}.{k}.{name}"] for name in _head_names(tensors, layer_idx, k)} for k in range(len(layer.centroids))]
+        for layer_idx, layer in enumerate(layers)
     ]
-    ffn = [{name: tensors[f"ffn.{l}.{name}"] for name in FFN_KEYS} for l in range(len(layers))]
+    ffn = [{name: tensors[f"ffn.{layer_idx}.{name}"] for name in FFN_KEYS} for layer_idx in range(len(layers))]
     shared = {k[len("shared.") :]: v for k, v in tensors.items() if k.startswith("shared.")}
     return Learngene(
         ancestor=AncestorSummary.from_dict(config["ancestor"]), layers=layers,

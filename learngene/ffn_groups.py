@@ -65,7 +65,7 @@ def parse_groups(text: str) -> list[list[int]]:
 
 def _signature(layer: LayerClusters) -> np.ndarray:
     """Sorted mean MADs of the layer's clusters with more than one member."""
-    return np.sort([m for c, m in zip(layer.clusters, layer.mean_distance) if len(c) > 1])
+    return np.sort([m for c, m in zip(layer.clusters, layer.mean_distance, strict=True) if len(c) > 1])
 
 
 def layers_match(a: LayerClusters, b: LayerClusters, eps: float) -> bool:

@@ -109,7 +109,7 @@ def _builtin_photos() -> list[tuple[str, Callable[[], np.ndarray]]]:
 
     photos = [(name, getattr(skimage.data, name)) for name in _SKIMAGE_PHOTOS]
     samples = load_sample_images()
-    for filename, array in zip(samples.filenames, samples.images):
+    for filename, array in zip(samples.filenames, samples.images, strict=True):
         photos.append((Path(filename).stem, lambda array=array: array))
     return photos
 

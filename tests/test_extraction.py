@@ -39,33 +39,33 @@ def test_head_slices_follow_timms_q_k_v_by_heads_layout(tiny):
 
 def test_centroids_carry_the_real_heads_with_biases(tiny, table):
     lg = extract_learngene(tiny, table, eps=10, ffn_groups=None)
-    for l, block in enumerate(tiny.model.blocks):
-        assert len(lg.heads[l]) == len(lg.priority(l)) == len(lg.layers[l].clusters)
-        for k, head_index in enumerate(lg.priority(l)):
+    for layer_idx, block in enumerate(tiny.model.blocks):
+        assert len(lg.heads[layer_idx]) == len(lg.priority(layer_idx)) == len(lg.layers[layer_idx].clusters)
+        for k, head_index in enumerate(lg.priority(layer_idx)):
             expected = read_head(block.attn, head_index)
-            assert set(lg.heads[l][k]) == set(expected)
-            assert all(torch.equal(lg.heads[l][k][key], expected[key]) for key in expected)
-        assert torch.equal(lg.ffn[l]["fc1.weight"], block.mlp.fc1.weight)
-        assert torch.equal(lg.shared[f"blocks.{l}.ls1.gamma"], block.ls1.gamma)
+            assert set(lg.heads[layer_idx][k]) == set(expected)
+            assert all(torch.equal(lg.heads[layer_idx][k][key], expected[key]) for key in expected)
+        assert torch.equal(lg.ffn[layer_idx]["fc1.weight"], block.mlp.fc1.weight)
+        assert torch.equal(lg.shared[f"blocks.{layer_idx}.ls1.gamma"], block.ls1.gamma)
     for key in ("cls_token", "reg_token", "pos_embed", "patch_embed.proj.weight", "norm.weight"):
         assert torch.equal(lg.shared[key], tiny.model.state_dict()[key])
 
 
 def test_average_centroids_average_the_members(tiny, table):
     lg = extract_learngene(tiny, table, eps=30, centroid="average", ffn_groups=None)
-    l = int(np.argmax([max(len(c) for c in layer.clusters) for layer in lg.layers]))
-    members = lg.layers[l].clusters[0]
+    layer_idx = int(np.argmax([max(len(c) for c in layer.clusters) for layer in lg.layers]))
+    members = lg.layers[layer_idx].clusters[0]
     assert len(members) > 1
-    expected = torch.stack([read_head(tiny.model.blocks[l].attn, h)["q_weight"] for h in members]).mean(0)
-    assert torch.allclose(lg.heads[l][0]["q_weight"], expected)
+    expected = torch.stack([read_head(tiny.model.blocks[layer_idx].attn, h)["q_weight"] for h in members]).mean(0)
+    assert torch.allclose(lg.heads[layer_idx][0]["q_weight"], expected)
 
 
 def test_grouped_layers_inherit_the_first_layers_ffn(tiny, table):
     lg = extract_learngene(tiny, table, ffn_groups=[[1, 2, 3]])
     first = tiny.model.blocks[1].mlp
-    for l in (1, 2, 3):
-        assert torch.equal(lg.ffn[l]["fc2.weight"], first.fc2.weight)
-        assert lg.group_of(l) == ([1, 2, 3], l - 1)
+    for layer_idx in (1, 2, 3):
+        assert torch.equal(lg.ffn[layer_idx]["fc2.weight"], first.fc2.weight)
+        assert lg.group_of(layer_idx) == ([1, 2, 3], layer_idx - 1)
     assert lg.group_of(0) is None
     ungrouped = extract_learngene(tiny, table, ffn_groups=None)
     assert lg.num_params < ungrouped.num_params < tiny.summary.num_params
@@ -77,7 +77,7 @@ def test_save_and_load_round_trip(tiny, table, tmp_path):
     back = load_learngene(tmp_path / "lg")
     assert back.ffn_groups == [[4, 5]] and back.provenance["probe"] == "unit test"
     assert back.num_params == lg.num_params and back.ancestor == lg.ancestor
-    assert [back.priority(l) for l in range(12)] == [lg.priority(l) for l in range(12)]
+    assert [back.priority(layer_idx) for layer_idx in range(12)] == [lg.priority(layer_idx) for layer_idx in range(12)]
     assert torch.equal(back.heads[3][0]["v_bias"], lg.heads[3][0]["v_bias"])
     with pytest.raises(LearngeneError, match="not empty"):
         save_learngene(lg, tmp_path / "lg")

@@ -56,5 +56,5 @@ def capture_attention(
     finally:
         for handle in handles:
             handle.remove()
-        for attn, fused in zip(modules, saved):
+        for attn, fused in zip(modules, saved, strict=True):
             attn.fused_attn = fused

@@ -57,7 +57,7 @@ def _cosine(vectors: np.ndarray) -> np.ndarray:
 
 def _weight_vectors(model: torch.nn.Module, layer: int | None) -> np.ndarray:
     layers = range(len(model.blocks)) if layer is None else [layer]
-    vectors = [head_vector(model.blocks[l].attn, h) for l in layers for h in range(model.blocks[l].attn.num_heads)]
+    vectors = [head_vector(model.blocks[layer_idx].attn, h) for layer_idx in layers for h in range(model.blocks[layer_idx].attn.num_heads)]
     return torch.stack(vectors).double().numpy()
 
 

@@ -111,24 +111,11 @@ def recipe_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plan_from_args(args: argparse.Namespace):
+    from learngene.cli.descendant import width_from_args
     from learngene.compare.plan import ComparisonPlan, Variant, ablation_variants, dataset_key, parse_variant
-    from learngene.descendant.spec import SCHEDULES
 
-    width_ratio = schedule = heads = None
-    if args.width_ratio is not None:
-        if args.width_ratio in SCHEDULES:
-            schedule = args.width_ratio
-        else:
-            try:
-                width_ratio = float(args.width_ratio)
-            except ValueError:
-                raise LearngeneError(f"--width-ratio must be a number or one of {', '.join(SCHEDULES)}") from None
-    elif args.heads is not None:
-        try:
-            heads = tuple(int(h) for h in args.heads.split(",") if h.strip())
-        except ValueError:
-            raise LearngeneError(f"--heads must be whole numbers separated by commas (got {args.heads!r})") from None
-    else:
+    width_ratio, schedule, heads = width_from_args(args)
+    if width_ratio is None and schedule is None and heads is None:
         width_ratio = 1.0
     variants = [Variant(label=init.strip(), init=init.strip()) for init in args.inits.split(",") if init.strip()]
     if args.ablations:

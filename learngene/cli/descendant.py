@@ -61,9 +61,9 @@ def _add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--img-size", type=int, help="descendant input resolution (default: the ancestor's)")
 
 
-def spec_from_args(args, **extra):
-    """A :class:`DescendantSpec` from the parsed architecture arguments (plus ``extra`` fields)."""
-    from learngene.descendant.spec import SCHEDULES, DescendantSpec
+def width_from_args(args) -> tuple[float | None, str | None, tuple[int, ...] | None]:
+    """(width_ratio, schedule, heads) from ``--width-ratio`` (a number or a schedule name) and ``--heads``."""
+    from learngene.descendant.spec import SCHEDULES
 
     width_ratio = schedule = heads = None
     if args.width_ratio is not None:
@@ -81,6 +81,14 @@ def spec_from_args(args, **extra):
             heads = tuple(int(h) for h in args.heads.split(",") if h.strip())
         except ValueError as error:
             raise LearngeneError(f"--heads must be whole numbers separated by commas (got {args.heads!r})") from error
+    return width_ratio, schedule, heads
+
+
+def spec_from_args(args, **extra):
+    """A :class:`DescendantSpec` from the parsed architecture arguments (plus ``extra`` fields)."""
+    from learngene.descendant.spec import DescendantSpec
+
+    width_ratio, schedule, heads = width_from_args(args)
     return DescendantSpec(depth=args.depth, width_ratio=width_ratio, schedule=schedule, heads=heads,
                           img_size=args.img_size, num_classes=args.num_classes, **extra)
 

@@ -64,7 +64,6 @@ def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
     build_descendant = _descendant_api("build_descendant")
     from learngene.ancestors import load_ancestor
     from learngene.descendant import DescendantSpec, read_distances
-
     from learngene.ffn_groups import parse_groups
 
     groups = {"auto": "auto", "none": None}.get(str(config.ffn_groups))
