@@ -23,11 +23,11 @@ from typing import Any
 
 from learngene.errors import LearngeneError
 from learngene.runs import liveness
+from learngene.runs.rundir import STDERR_LOG, STDOUT_LOG  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "learngene.training.worker"
-STDOUT_LOG, STDERR_LOG = "stdout.log", "stderr.log"
 
 
 @dataclass

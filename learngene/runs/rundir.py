@@ -1,4 +1,5 @@
-"""Reading what a worker writes into its run directory: metrics, final result, logs.
+"""The run directory's contract: the name of every file in it (writers and readers import these), and readers
+for what a worker writes there: metrics, final result, logs.
 
 These readers never trust the files to be complete: a worker may be writing the last line right now, or may have
 been killed in the middle of one, so torn or malformed lines are skipped rather than raised.
@@ -12,11 +13,23 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
-RESULT_FILE = "result.json"
-LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
-TRAIN_LOG = "train.log"
+# Every file of ``<runs root>/<run_id>/``. Nothing else in the package spells these names.
+CONFIG_FILE = "config.yaml"  # the TrainConfig (written at submission)
+METRICS_FILE = "metrics.jsonl"  # one JSON record a line: start / train / eval (worker, rank 0)
+RESULT_FILE = "result.json"  # the worker's final state (worker, rank 0)
+TRAIN_LOG = "train.log"  # the learngene loggers' records (worker)
+STDOUT_LOG = "stdout.log"  # the launched process's stdout (launcher)
+STDERR_LOG = "stderr.log"  # the launched process's stderr (launcher)
+REPRO_FILE = "repro.json"  # versions, seeds and hardware at the first launch (worker)
+TENSORBOARD_DIR = "tb"  # optional TensorBoard events (worker)
+CHECKPOINT_DIR = Path("checkpoints")
+LAST_CHECKPOINT = CHECKPOINT_DIR / "last.pt"  # the resume point (worker)
+BEST_CHECKPOINT = CHECKPOINT_DIR / "best.pt"  # the best evaluation so far (worker)
+
+
+def repro_file(resume_step: int | None = None) -> str:
+    """``repro.json`` for the first launch, ``repro.resume-STEP.json`` for a resume at STEP."""
+    return REPRO_FILE if resume_step is None else f"repro.resume-{resume_step}.json"
 
 _TAIL_BYTES = 64 * 1024
 

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from learngene.errors import LearngeneError
+from learngene.atomic import disk_error, write_json_atomic  # noqa: F401 - write_json_atomic re-exported
+from learngene.runs import rundir
 
 log = logging.getLogger(__name__)
 
-DISK_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-
-
-def disk_error(path: Path | str, error: OSError) -> LearngeneError:
-    """A one-line error for a failed write, naming a full disk when that is the cause."""
-    if error.errno in DISK_FULL_ERRNOS:
-        return LearngeneError(f"disk full while writing {path}: free some space and resume the run")
-    return LearngeneError(f"could not write {path}: {error.strerror or error}")
 
 
 def _clean(value: Any) -> Any:
@@ -42,7 +33,7 @@ class MetricsLogger:
     """
 
     def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "metrics.jsonl"
+        self.path = Path(run_dir) / rundir.METRICS_FILE
         self.enabled = enabled
         self._file = None
         self._tb = None
@@ -59,7 +50,7 @@ class MetricsLogger:
                 SummaryWriter = None
             if SummaryWriter is not None:
                 try:
-                    self._tb = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+                    self._tb = SummaryWriter(log_dir=str(Path(run_dir) / rundir.TENSORBOARD_DIR))
                 except OSError as error:
                     log.warning("TensorBoard disabled: %s", error)
 
@@ -89,16 +80,3 @@ class MetricsLogger:
                 except OSError as error:  # closing flushes: a full disk can surface here
                     log.warning("closing %s failed: %s", self.path, error)
         self._file = self._tb = None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise disk_error(path, error) from None

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from learngene.errors import LearngeneError
+from learngene.runs import rundir
 from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
 from learngene.training.data import (
@@ -151,7 +152,7 @@ class Runner:
                  resume: bool = False, stop: StopFlag | None = None, progress: ProgressCallback | None = None) -> None:
         self.run_dir, self.config, self.dist, self.device = Path(run_dir), config, dist, device
         self.resume, self.stop, self.progress = resume, stop or StopFlag(), progress
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = self.run_dir / rundir.CHECKPOINT_DIR
         self.metrics = MetricsLogger(self.run_dir, enabled=dist.is_main)
         self.step, self.epoch, self.best_top1 = 0, 0, None
         self._interval_start = time.perf_counter()
@@ -265,7 +266,7 @@ class Runner:
             "world_size": self.dist.world_size, "argv": sys.argv, "resumed": self.resume,
             "resolved": self._resolved(), "classes": self.classes,
         }
-        name = "repro.json" if not self.resume else f"repro.resume-{self.step}.json"
+        name = rundir.repro_file(self.step if self.resume else None)
         write_json_atomic(self.run_dir / name, record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
@@ -292,7 +293,7 @@ class Runner:
             log.info("saved checkpoint %s at step %d", name, self.step)
 
     def _load_last(self) -> None:
-        path = self.ckpt_dir / "last.pt"
+        path = self.run_dir / rundir.LAST_CHECKPOINT
         state = ckpt.load_checkpoint(path)
         if state.get("steps_per_epoch") != self.steps_per_epoch:
             raise LearngeneError(

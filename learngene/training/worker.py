@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from learngene.errors import LearngeneError
+from learngene.runs import rundir
 from learngene.training.config import TrainConfig
 from learngene.training.distributed import cleanup_distributed, env_dist_info, init_distributed
 from learngene.training.metrics_log import disk_error, write_json_atomic
@@ -65,7 +66,7 @@ def _run_log(run_dir: Path, enabled: bool) -> Iterator[None]:
         yield
         return
     root = logging.getLogger("learngene")
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler = logging.FileHandler(run_dir / rundir.TRAIN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
     old_level = root.level
@@ -117,12 +118,12 @@ def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback
     result: dict[str, Any] = {"state": "failed", "message": "", "step": 0, "epoch": 0, "best_top1": None}
     writable = run_dir.is_dir() and dist.is_main
     if writable:
-        (run_dir / "result.json").unlink(missing_ok=True)  # a resumed run is running again, not stopped
+        (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)  # a resumed run is running again, not stopped
     with _run_log(run_dir, writable), _stop_on_signals(stop):
         try:
             if not run_dir.is_dir():
                 raise LearngeneError(f"run directory not found: {run_dir}")
-            config = TrainConfig.from_yaml(run_dir / "config.yaml").validate()
+            config = TrainConfig.from_yaml(run_dir / rundir.CONFIG_FILE).validate()
             device = resolve_device(config, dist)
             dist = init_distributed(device.type)
             runner = Runner(run_dir, config, dist, device, resume=resume, stop=stop, progress=progress)
@@ -138,7 +139,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback
             if not isinstance(error, (LearngeneError, KeyboardInterrupt)):
                 log.debug("traceback:\n%s", traceback.format_exc())
                 if writable:
-                    with open(run_dir / "train.log", "a", encoding="utf-8") as handle:
+                    with open(run_dir / rundir.TRAIN_LOG, "a", encoding="utf-8") as handle:
                         handle.write(traceback.format_exc())
             if runner is not None:
                 result.update(step=runner.step, epoch=runner.epoch, best_top1=runner.best_top1)
@@ -151,7 +152,7 @@ def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback
     result["exit_code"] = EXIT_CODES[result["state"]]
     if writable:
         try:
-            write_json_atomic(run_dir / "result.json", result)
+            write_json_atomic(run_dir / rundir.RESULT_FILE, result)
         except LearngeneError as error:  # the disk is full: the caller still gets the result
             log.error("%s", error)
     return result
