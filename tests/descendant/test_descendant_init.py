@@ -181,23 +181,37 @@ def test_scratch_copies_nothing_and_is_reproducible(tiny_ancestor):
     assert all(s is None for row in first.config["head_sources"] for s in row)
 
 
-def test_heuristic_learngene_copies_the_last_three_layers_only(tiny_ancestor):
-    built = build_descendant(tiny_ancestor, DescendantSpec(depth=5, width_ratio=1, num_classes=2,
-                                                           init="heuristic-learngene"))
+@pytest.mark.parametrize(("init", "shared"), [("heuristic-learngene", MODEL_LEVEL),
+                                               ("heuristic-learngene-layers-only", set())])
+def test_heuristic_learngene_copies_the_last_three_layers(tiny_ancestor, init, shared):
+    """Authors' semantics (default name): the last three layers plus embeddings, tokens and final norm, as their
+    loader drops only the other blocks and the classifier; ``-layers-only``: the layers alone."""
+    built = build_descendant(tiny_ancestor, DescendantSpec(depth=5, width_ratio=1, num_classes=2, init=init))
     layer_map = {0: 0, 1: 1, 2: 6, 3: 7, 4: 8}  # also compare layers 0, 1 with their namesakes: must differ
-    assert copied_tensors(built, tiny_ancestor, layer_map) == layer_keys([2, 3, 4])
+    assert copied_tensors(built, tiny_ancestor, layer_map) == shared | layer_keys([2, 3, 4])
     assert slot_sources(built, tiny_ancestor, layer_map) == [[None] * 3, [None] * 3, [0, 1, 2], [0, 1, 2], [0, 1, 2]]
 
 
-def test_auto_learngene_copies_the_first_six_layers_only(tiny_ancestor):
+@pytest.mark.parametrize(("init", "shared"), [("auto-learngene", MODEL_LEVEL), ("auto-learngene-layers-only", set())])
+def test_auto_learngene_copies_the_first_six_layers(tiny_ancestor, init, shared):
     built = build_descendant(tiny_ancestor, DescendantSpec(depth=7, heads=[5, 2, 3, 3, 3, 3, 3], num_classes=2,
-                                                           init="auto-learngene"))
+                                                           init=init))
     identity = _identity(7)
-    assert copied_tensors(built, tiny_ancestor, identity) == layer_keys(range(6))
+    assert copied_tensors(built, tiny_ancestor, identity) == shared | layer_keys(range(6))
     sources = slot_sources(built, tiny_ancestor, identity)
     assert sources[0] == [0, 1, 2, None, None]  # slots beyond the ancestor's 3 heads stay random
     assert sources[1] == [0, 1] and sources[6] == [None] * 3
     assert built.config["head_sources"] == sources
+
+
+def test_auto_learngene_at_the_ancestors_shape_starts_as_the_pruned_ancestor(tiny_ancestor):
+    """With the authors' semantics a 6-layer Auto-Learngene descendant at w = 1 equals pretrained-prune's."""
+    auto, prune = (build_descendant(tiny_ancestor, DescendantSpec(depth=6, width_ratio=1, num_classes=2, init=init))
+                   for init in ("auto-learngene", "pretrained-prune"))
+    prune_state = prune.model.state_dict()
+    for key, value in auto.model.state_dict().items():
+        if not key.startswith("head."):
+            assert torch.equal(value, prune_state[key]), key
 
 
 def test_pretrained_prune_keeps_the_first_heads(tiny_ancestor):
