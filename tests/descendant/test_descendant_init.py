@@ -136,6 +136,20 @@ def test_ffn_group_is_t_of_the_groups_first_layer(tiny_ancestor, tiny_distances,
     assert torch.equal(built.model.blocks[4].mlp.fc1.weight, tiny_ancestor.model.blocks[4].mlp.fc1.weight)
 
 
+def test_group_cut_by_the_depth_keeps_its_full_transform(tiny_ancestor, tiny_distances):
+    """The authors' rule: a group the depth cuts keeps its full-size T and its layers take T's first outputs."""
+    spec = DescendantSpec(depth=6, width_ratio=1, num_classes=2, ffn_groups=[[5, 6, 7]])
+    built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
+    (record,) = built.config["ffn_transforms"]
+    assert record["layers"] == [5] and record["outputs"] == 3
+    transform = FfnTransform(3)
+    transform.load_state_dict({k: torch.tensor(v) for k, v in record["weights"].items()})
+    with torch.no_grad():
+        expected = transform(tiny_ancestor.model.blocks[5].mlp.fc1.weight)[..., 0]
+    torch.testing.assert_close(built.model.blocks[5].mlp.fc1.weight.detach(), expected, rtol=0, atol=1e-6)
+    assert built.config["ffn_sources"][5] == {"layer": 5, "transform": True, "output": 0}
+
+
 def test_trained_transform_keeps_outputs_and_learns(tiny_ancestor, tiny_distances):
     base = dict(depth=4, width_ratio=1, num_classes=3, ffn_groups=[[0, 1], [2, 3]])
     once = build_descendant(tiny_ancestor, DescendantSpec(**base), distances=tiny_distances).model.eval()
