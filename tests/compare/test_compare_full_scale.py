@@ -15,7 +15,12 @@ import pytest
 from PIL import Image
 
 from learngene.cli import main
-from learngene.compare.full_scale import ANCESTOR, FULL_SCALE_COMMANDS, METHODS_WITHOUT_COMMAND, full_scale_argv
+from learngene.compare.full_scale import (
+    ANCESTOR,
+    FULL_SCALE_COMMANDS,
+    METHODS_WITHOUT_COMMAND,
+    full_scale_argv,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "full_scale.md"
 FAKE_CLASSES = ("ant", "bee", "cat")
