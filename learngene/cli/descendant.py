@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     size.add_argument("--table", action="store_true",
                       help="the scale table: depth 4/6/9/12 x width ratio 2/1.5/1/0.5 and both schedules")
     size.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_parity_argument(size)
     size.set_defaults(func=run_size)
 
     build = subparsers.add_parser("build", help="build a descendant initialised from the learngene or a baseline")
@@ -27,8 +28,10 @@ def register(subparsers) -> None:
     _add_architecture_arguments(build)
     build.add_argument("--num-classes", type=int, required=True, help="classifier outputs")
     build.add_argument("--init", default="cluster-learngene",
-                       help="cluster-learngene (default) | scratch | heuristic-learngene | auto-learngene | "
-                            "pretrained-prune | ancestor")
+                       help="cluster-learngene (default) | scratch | heuristic-learngene | auto-learngene (these two "
+                            "also inherit embeddings and final norm, as the authors' loader; their models have "
+                            "--depth 12) | heuristic-learngene-layers-only | auto-learngene-layers-only (the copied "
+                            "layers alone) | pretrained-prune | ancestor")
     build.add_argument("--stats", help="STATS.json from `learngene analyze` on this ancestor (default: computed "
                                        "now on the built-in probe images when the method needs it)")
     build.add_argument("--eps", type=float, default=10.0, help="Eps: clustering radius in pixels (default 10)")
@@ -42,7 +45,17 @@ def register(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0, help="seed for the random parts (default 0)")
     build.add_argument("--out", required=True, help="new directory for model.safetensors and config.json")
     build.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_parity_argument(build)
     build.set_defaults(func=run_build)
+
+
+def _add_parity_argument(parser: argparse.ArgumentParser) -> None:
+    from learngene.descendant.spec import PARITY_MODES
+
+    parser.add_argument("--parity", default="none", choices=PARITY_MODES,
+                        help="authors: reproduce the authors' code for a DeiT-Ti/S/B ancestor (their hard-coded S_l "
+                             "and FFN groups, qkv chunks, no qkv bias, their W_O, by-index schedules; see "
+                             "docs/fidelity.md); default none")
 
 
 def _add_ancestor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,9 +67,9 @@ def _add_ancestor_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, help="layers L_d (default: the ancestor's)")
     width = parser.add_mutually_exclusive_group()
-    width.add_argument("--width-ratio",
-                       help="H_d = floor(H / W) heads per layer, or a schedule: decreasing (W = 2, 1.5, 1 over the "
-                            "thirds of the depth) | increasing (1, 1.5, 2); default 1")
+    from learngene.descendant.spec import SCHEDULE_HELP
+
+    width.add_argument("--width-ratio", help=f"H_d = floor(H / W) heads per layer, or a schedule: {SCHEDULE_HELP}; default 1")
     width.add_argument("--heads", help="heads per layer, comma-separated, one per layer (e.g. 3,3,6,6)")
     parser.add_argument("--img-size", type=int, help="descendant input resolution (default: the ancestor's)")
 
@@ -101,14 +114,15 @@ def run_size(args) -> int:
         raise LearngeneError(f"--batch-size must be at least 1 (got {args.batch_size})")
     summary = summary_without_weights(args.ancestor, args.arch)
     if args.table:
-        rows = scale_table(summary, img_size=args.img_size, num_classes=args.num_classes, init=args.init)
+        rows = scale_table(summary, img_size=args.img_size, num_classes=args.num_classes, init=args.init,
+                           parity=args.parity)
         if args.json:
             json.dump(rows, sys.stdout)
             sys.stdout.write("\n")
         else:
             print(format_table(rows))
         return 0
-    size = descendant_size(summary, spec_from_args(args, init=args.init), batch_size=args.batch_size)
+    size = descendant_size(summary, spec_from_args(args, init=args.init, parity=args.parity), batch_size=args.batch_size)
     if args.json:
         json.dump(size.to_dict(), sys.stdout)
         sys.stdout.write("\n")
@@ -129,7 +143,8 @@ def format_size(size) -> str:
         f"{size.num_classes} classes, init {size.init}",
         f"parameters: {size.params:,} ({size.params / size.ancestor_params:.1%} of the ancestor's "
         f"{size.ancestor_params:,})",
-        f"inherited:  {size.inherited_params:,} ({size.inherited_fraction:.1%})",
+        f"inherited:  {size.inherited_params:,} ({size.inherited_fraction:.1%}) counting every head slot; distinct "
+        f"ancestor values: {'unknown before clustering' if size.inherited_distinct_params is None else f'{size.inherited_distinct_params:,}'}",
         f"trainable:  {size.trainable_params:,}",
         f"MACs/image: {size.macs:,} ({size.macs / 1e9:.3f} G); FLOPs/image = 2 x MACs = {size.flops:,}",
         f"training memory estimate at batch {size.batch_size}: ~{size.train_memory_fp32_estimate_bytes / gib:.2f} GiB "
@@ -164,14 +179,15 @@ def run_build(args) -> int:
         groups = parse_groups(args.ffn_groups)
     spec = spec_from_args(
         args, init=args.init, ffn_groups=groups, head_order=args.head_order, centroid=args.centroid,
-        train_transform=args.train_transform, transform_init=args.transform_init, seed=args.seed,
+        train_transform=args.train_transform, transform_init=args.transform_init, seed=args.seed, parity=args.parity,
     )
     ancestor = load_ancestor(args.ancestor, arch=args.arch)
     spec = spec.resolve(ancestor.summary)  # reject a bad spec before computing statistics
     distances, provenance = None, {}
-    if args.stats and spec.init == "cluster-learngene":
+    needs_stats = spec.init == "cluster-learngene" and spec.parity != "authors"  # parity: the authors' fixed S_l
+    if args.stats and needs_stats:
         distances, provenance = read_distances(args.stats)
-    elif spec.init == "cluster-learngene":
+    elif needs_stats:
         print("computing head statistics on the built-in probe images (pass --stats to reuse a file)", file=sys.stderr)
     descendant = build_descendant(ancestor, spec, distances=distances, eps=args.eps, min_heads=args.min_heads,
                                   provenance=provenance)

@@ -75,7 +75,7 @@ def build_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
         options = variant.spec_options
         if "ffn_groups" in options:
             argv += ["--ffn-groups", _groups_text(options["ffn_groups"])]
-        for name in ("head_order", "centroid", "transform_init"):
+        for name in ("head_order", "centroid", "transform_init", "parity"):
             if name in options:
                 argv += [_flag(name), str(options[name])]
         if options.get("train_transform"):

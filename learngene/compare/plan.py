@@ -23,7 +23,7 @@ MODEL_SOURCE_FIELDS = (
     "min_heads", "dataset", "seed",
 )
 # DescendantSpec fields a variant may set (the paper's ablations are all among them).
-SPEC_OPTION_FIELDS = ("ffn_groups", "head_order", "centroid", "train_transform", "transform_init")
+SPEC_OPTION_FIELDS = ("ffn_groups", "head_order", "centroid", "train_transform", "transform_init", "parity")
 # Keys a variant may set besides the spec options: the method and the clustering thresholds it is built with.
 VARIANT_KEYS = ("init", "eps", "min_heads") + SPEC_OPTION_FIELDS
 

@@ -11,7 +11,7 @@ architecture and nothing afterwards (cached).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ class ArchFacts:
         block_fixed_params: one block's parameters that do not depend on its head count.
         per_head_params: one head's q/k/v rows (and biases) plus its W_O columns.
         final_params: pre-norm, final norm and fc-norm together.
+        qkv_bias_per_head: the part of ``per_head_params`` that is q/k/v bias (3 D, or 0 without qkv bias).
     """
 
     embed_dim: int
@@ -51,6 +52,11 @@ class ArchFacts:
     block_fixed_params: int
     per_head_params: int
     final_params: int
+    qkv_bias_per_head: int = 0
+
+    def without_qkv_bias(self) -> ArchFacts:
+        """The same family built with ``qkv_bias=False`` (the authors' descendants)."""
+        return replace(self, per_head_params=self.per_head_params - self.qkv_bias_per_head, qkv_bias_per_head=0)
 
     def pos_embed_params(self, img_size: int) -> int:
         if not self.has_pos_embed:
@@ -83,6 +89,7 @@ class ArchFacts:
             block_fixed_params=sum(numel(p) for p in block.parameters()) - head_dependent,
             per_head_params=head_dependent // heads,
             final_params=sum(numel(p) for m in (model.norm_pre, model.norm, model.fc_norm) for p in m.parameters()),
+            qkv_bias_per_head=numel(attn.qkv.bias) // heads if attn.qkv.bias is not None else 0,
         )
 
 
@@ -145,7 +152,7 @@ def deit_facts(embed_dim: int) -> ArchFacts:
         embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
         block_fixed_params=2 * (2 * C) + (C * M + M) + (M * C + C) + C,  # norm1, norm2, fc1, fc2, proj bias
         per_head_params=3 * D * C + 3 * D + C * D,
-        final_params=2 * C,
+        final_params=2 * C, qkv_bias_per_head=3 * D,
     )
 
 

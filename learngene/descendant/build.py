@@ -29,6 +29,8 @@ class Descendant:
         config: everything ``config.json`` records: the timm recipe, the spec, the provenance, ``head_sources``
             (per layer, per slot: the ancestor head it was initialised from, None where random), ``ffn_sources``
             (per layer: the ancestor layer its FFN came from and whether through T, None where random),
+            ``inherited_params`` (values written from the ancestor, every head slot counted) and
+            ``inherited_distinct_params`` (the distinct ancestor values behind them),
             ``ffn_transforms`` (each group's layers and T's initial weights) and the size figures.
     """
 
@@ -76,7 +78,15 @@ def build_descendant(
     summary = ancestor.summary
     spec = spec.resolve(summary)
     record_provenance = {"ancestor": summary.spec, "arch": summary.arch, **(provenance or {})}
-    if spec.init == "cluster-learngene":
+    parity = spec.parity == "authors" and spec.init == "cluster-learngene"
+    if parity:  # the authors' hard-coded S_l and groups: no statistics, no clustering
+        from learngene.descendant.parity import settings_for
+
+        priorities, groups = settings_for(summary)
+        learngene = None
+        record_provenance.update({"parity": "authors", "priority_lists": [list(p) for p in priorities],
+                                  "ffn_groups": [list(g) for g in groups]})
+    elif spec.init == "cluster-learngene":
         learngene, facts = _learngene_for(ancestor, spec, distances, learngene, eps, min_heads)
         record_provenance.update(facts)
     else:
@@ -84,11 +94,17 @@ def build_descendant(
     # A private RNG stream: the build is reproducible from the seed and leaves the caller's RNG untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
+        qkv_bias = False if parity else None  # the authors' shared attention has a bare qkv weight
         model = create_descendant_model(
-            summary.arch, spec.heads, head_dim=summary.head_dim, img_size=spec.img_size, num_classes=spec.num_classes
+            summary.arch, spec.heads, head_dim=summary.head_dim, img_size=spec.img_size, num_classes=spec.num_classes,
+            qkv_bias=qkv_bias,
         )
         source = ancestor.model
-        if spec.init == "cluster-learngene":
+        if parity:
+            from learngene.descendant.parity import init_authors
+
+            record = init_authors(model, spec, source, summary)
+        elif spec.init == "cluster-learngene":
             record = init_cluster_learngene(model, spec, source, learngene)
         elif spec.init == "scratch":
             record = init_scratch(model, spec, source)
@@ -97,7 +113,8 @@ def build_descendant(
     size = descendant_size(ancestor, spec, learngene=learngene)
     config = {
         "format": CONFIG_FORMAT,
-        "timm": {"arch": summary.arch, "depth": spec.depth, "img_size": spec.img_size, "num_classes": spec.num_classes},
+        "timm": {"arch": summary.arch, "depth": spec.depth, "img_size": spec.img_size, "num_classes": spec.num_classes,
+                 **({"qkv_bias": False} if parity else {})},
         "heads_per_layer": list(spec.heads),
         "head_dim": summary.head_dim,
         "mean": list(summary.mean),
@@ -109,6 +126,7 @@ def build_descendant(
         "ffn_transforms": record.transforms,
         "params": size.params,
         "inherited_params": record.inherited_params,
+        "inherited_distinct_params": record.distinct_params,
         "trainable_params": size.trainable_params,
         "macs": size.macs,
         "flops": size.flops,

@@ -13,15 +13,22 @@ method                        copied from the ancestor
 ``pretrained-prune``          the same shared tensors; per layer l < L_d: the whole layer with its first H_d
                               heads (H_d <= H); no FFN groups
 ``ancestor``                  everything but the classifier (the upper reference; same architecture)
-``heuristic-learngene``       only the ancestor's last 3 layers, into the descendant's last 3 layers
-``auto-learngene``            only the ancestor's first 6 layers, into the descendant's first 6 layers
+``heuristic-learngene``       the shared tensors; the ancestor's last 3 layers into the descendant's last 3
+``auto-learngene``            the shared tensors; the ancestor's first 6 layers into the descendant's first 6
+``heuristic-learngene-        only the ancestor's last 3 layers (embeddings, tokens and final norm stay
+layers-only``                 random), as the paper's prose describes the baseline
+``auto-learngene-layers-      only the ancestor's first 6 layers
+only``
 ``scratch``                   nothing
 ============================  ==============================================================================
 
-The two layer-inheriting baselines copy whole layers as the paper describes them, so their embeddings stay
-random. A copied layer with more head slots than the ancestor (H_d > H) leaves slots H..H_d-1 random; with fewer
-it keeps the first H_d heads. :class:`InitRecord` counts every value written, independently of the size preview,
-and records each slot's source head (``head_sources``) and each layer's FFN source.
+The plain layer baselines follow the authors' loader (``models/__init__.py::get_backbone``), which drops only the
+non-inherited ``blocks.*`` keys and the classifier before loading the ancestor's weights, so patch embedding,
+class token, position embedding and final norm are inherited too; the authors' models have 12 layers (pass
+``depth=12``). A copied layer with more head slots than the ancestor (H_d > H) leaves slots H..H_d-1 random; with
+fewer it keeps the first H_d heads. :class:`InitRecord` counts every value written, independently of the size
+preview, and records each slot's source head (``head_sources``) and each layer's FFN source. Under
+``parity="authors"`` cluster-learngene is initialised by :mod:`learngene.descendant.parity` instead.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 from torch import nn
 
 from learngene.descendant.size import descendant_groups, inherited_layers
-from learngene.descendant.spec import DescendantSpec
+from learngene.descendant.spec import LAYERS_ONLY_BASELINES, DescendantSpec
 from learngene.descendant.transform import FFN_TENSORS, FfnTransform, apply_once, attach_trained_transforms
 from learngene.head_weights import read_head, write_head
 
@@ -46,13 +53,24 @@ MODEL_TENSORS = ("patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token"
 
 @dataclass
 class InitRecord:
-    """What an initialisation wrote: per-slot sources, per-layer FFN sources and the number of values copied."""
+    """What an initialisation wrote: per-slot sources, per-layer FFN sources and the number of values copied.
+
+    ``inherited_params`` counts every value written from the ancestor (each head slot, each grouped layer);
+    ``duplicate_params`` the part of those that repeats ancestor values already written elsewhere (a centroid
+    in a second slot, a group centroid behind a second layer's T output), so the distinct ancestor values
+    behind the descendant are ``inherited_params - duplicate_params``.
+    """
 
     head_sources: list[list[int | None]]
     ffn_sources: list[dict | None]
     inherited_params: int = 0
+    duplicate_params: int = 0
     transforms: list[dict] = field(default_factory=list)  # per FFN group: its layers and T's initial weights
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def distinct_params(self) -> int:
+        return self.inherited_params - self.duplicate_params
 
     @classmethod
     def empty(cls, heads: list[int]) -> InitRecord:
@@ -106,11 +124,19 @@ def copy_layer_tensors(
             _copy(target, full, source[prefix + key], record)
 
 
-def write_slot(attn: nn.Module, slot: int, weights: dict[str, torch.Tensor], record: InitRecord) -> None:
-    """Write one head into slot ``slot`` (an independent copy) and count the values written."""
+def write_slot(
+    attn: nn.Module, slot: int, weights: dict[str, torch.Tensor], record: InitRecord, duplicate: bool = False
+) -> None:
+    """Write one head into slot ``slot`` (an independent copy) and count the values written.
+
+    ``duplicate``: the same head was already written to another slot (counted once as distinct).
+    """
     write_head(attn, slot, weights)
     has_bias = attn.qkv.bias is not None
-    record.inherited_params += sum(t.numel() for k, t in weights.items() if has_bias or not k.endswith("_bias"))
+    count = sum(t.numel() for k, t in weights.items() if has_bias or not k.endswith("_bias"))
+    record.inherited_params += count
+    if duplicate:
+        record.duplicate_params += count
 
 
 # --------------------------------------------------------------------------------------------- baselines
@@ -121,12 +147,13 @@ def init_scratch(model: nn.Module, spec: DescendantSpec, ancestor: nn.Module) ->
 
 
 def init_from_layers(model: nn.Module, spec: DescendantSpec, ancestor: nn.Module) -> InitRecord:
-    """pretrained-prune, ancestor, heuristic-learngene and auto-learngene: copy whole ancestor layers."""
+    """pretrained-prune, ancestor and the layer baselines: copy whole ancestor layers (and shared tensors)."""
     heads = list(spec.heads)
     record = InitRecord.empty(heads)
     state = ancestor.state_dict()
-    if spec.init in ("pretrained-prune", "ancestor"):
+    if spec.init not in LAYERS_ONLY_BASELINES:  # the authors' loader keeps every non-block key but the classifier
         copy_model_tensors(model, state, record)
+    if spec.init in ("pretrained-prune", "ancestor"):
         mapping = {layer: layer for layer in range(spec.depth)}
     else:
         mapping = inherited_layers(spec.init, spec.depth, len(ancestor.blocks))
@@ -168,7 +195,7 @@ def init_cluster_learngene(model: nn.Module, spec: DescendantSpec, ancestor: nn.
             shared.setdefault(key, value)
     copy_model_tensors(model, shared, record)
     groups = descendant_groups(learngene.ffn_groups, spec.depth)
-    grouped = {layer for g in groups for layer in g}
+    grouped = {layer for g in groups for layer in g if layer < spec.depth}
     for layer in range(spec.depth):
         copy_layer_tensors(model, layer, shared, f"blocks.{layer}.", record, skip_ffn=True)
         order = ordered_centroids(learngene, layer, spec.head_order)
@@ -177,7 +204,7 @@ def init_cluster_learngene(model: nn.Module, spec: DescendantSpec, ancestor: nn.
             record.notes.append(f"layer {layer} has no head cluster (all heads noise): its heads stay random")
         for slot in range(heads[layer] if order else 0):
             k = order[slot % len(order)]  # S_l[i mod c_l]
-            write_slot(model.blocks[layer].attn, slot, learngene.heads[layer][k], record)
+            write_slot(model.blocks[layer].attn, slot, learngene.heads[layer][k], record, duplicate=slot >= len(order))
             record.head_sources[layer][slot] = int(centroids[k])
         if layer not in grouped:
             target = _params(model)
@@ -195,19 +222,28 @@ def _ffn_source(learngene, layer: int) -> int:
 
 
 def _init_groups(model: nn.Module, spec: DescendantSpec, learngene, groups: list[list[int]], record: InitRecord) -> None:
-    transforms, centroids = [], []
+    """One T per group with the group's full size k; the layers inside the depth take its first outputs.
+
+    As in the authors' code, a group the depth cuts keeps its full T (depth 10 with the group {9, 10, 11}:
+    layer 9 gets T(FFN9)[0] from a 3-output T).
+    """
+    transforms, centroids, kept = [], [], []
     for group in groups:
         transform = FfnTransform(len(group), init=spec.transform_init)
         centroid = learngene.ffn[group[0]]  # the group's centroid: its first layer's FFN
-        apply_once(transform, centroid, [model.blocks[layer].mlp for layer in group])
-        for j, layer in enumerate(group):
+        layers = [layer for layer in group if layer < spec.depth]
+        apply_once(transform, centroid, [model.blocks[layer].mlp for layer in layers])
+        size = sum(centroid[k].numel() for k in FFN_TENSORS)
+        for j, layer in enumerate(layers):
             record.ffn_sources[layer] = {"layer": _ffn_source(learngene, group[0]), "transform": True, "output": j}
-            record.inherited_params += sum(centroid[k].numel() for k in FFN_TENSORS)
+            record.inherited_params += size
+            record.duplicate_params += size if j else 0
         transforms.append(transform)
         centroids.append(centroid)
+        kept.append(layers)
         record.transforms.append({
-            "layers": list(group), "init": spec.transform_init, "trained": spec.train_transform,
+            "layers": layers, "outputs": len(group), "init": spec.transform_init, "trained": spec.train_transform,
             "weights": {name: value.tolist() for name, value in transform.state_dict().items()},
         })
     if spec.train_transform and groups:
-        attach_trained_transforms(model, groups, transforms, centroids)
+        attach_trained_transforms(model, kept, transforms, centroids)

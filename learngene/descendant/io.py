@@ -85,7 +85,7 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
     # A skeleton without values, then the saved tensors put in place (no pointless random init).
     model = create_descendant_model(
         recipe["arch"], config["heads_per_layer"], head_dim=config["head_dim"], img_size=recipe["img_size"],
-        num_classes=recipe["num_classes"], device="meta",
+        num_classes=recipe["num_classes"], device="meta", qkv_bias=recipe.get("qkv_bias"),
     )
     try:
         model.load_state_dict(state, strict=True, assign=True)
@@ -101,10 +101,11 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
 def _reattach_transforms(model, config: dict, state: dict) -> None:
     """Put each group's trained T back in the graph: the saved weights are residual + T(centroid), so registering
     the parametrisation recovers the residual exactly and the model's outputs do not change."""
-    groups = [list(entry["layers"]) for entry in config.get("ffn_transforms", [])]
+    entries = config.get("ffn_transforms", [])
+    groups = [list(entry["layers"]) for entry in entries]
     transforms, centroids = [], []
     for index, group in enumerate(groups):
-        transform = FfnTransform(len(group))
+        transform = FfnTransform(int(entries[index].get("outputs", len(group))))  # a cut group keeps its full T
         prefix = f"{index}."
         transform.load_state_dict({k[len(prefix + "transform."):]: v for k, v in state.items()
                                    if k.startswith(prefix + "transform.")})

@@ -61,6 +61,7 @@ def create_descendant_model(
     img_size: int,
     num_classes: int,
     device: str | torch.device | None = None,
+    qkv_bias: bool | None = None,
     **timm_kwargs,
 ) -> nn.Module:
     """Build a randomly initialised descendant (timm's own init everywhere).
@@ -72,6 +73,8 @@ def create_descendant_model(
         img_size: input resolution in pixels.
         num_classes: classifier outputs.
         device: ``"meta"`` builds the skeleton without values (for loading weights with ``assign=True``).
+        qkv_bias: None keeps the architecture's qkv bias; False builds every qkv projection without one (the
+            authors' descendants, ``parity="authors"``).
         timm_kwargs: further keyword arguments for ``timm.create_model`` (e.g. ``drop_path_rate``).
     """
     import timm
@@ -79,6 +82,8 @@ def create_descendant_model(
     from learngene.descendant.arch import check_supported
 
     heads = [int(h) for h in heads_per_layer]
+    if qkv_bias is not None:
+        timm_kwargs["qkv_bias"] = bool(qkv_bias)
     model = timm.create_model(
         arch, pretrained=False, depth=len(heads), img_size=img_size, num_classes=num_classes, device=device,
         **timm_kwargs,

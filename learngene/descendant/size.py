@@ -3,10 +3,15 @@
 Counting rules (method.md "Parameter and FLOP counts"):
 
 * ``params`` equals ``sum(p.numel() for p in model.parameters())`` of the built, saved descendant exactly.
-* ``inherited_params`` counts the descendant's values initialised from the ancestor: copied, resampled (the
-  position embedding at another resolution) or produced by the FFN transformation T from a centroid. Under
-  cluster-learngene every head slot counts, even when several slots copy the same centroid, because each slot is
-  an independent parameter holding copied values. The new classifier and any random layer or slot do not count.
+* ``inherited_params`` (slot-inherited) counts the descendant's values initialised from the ancestor: copied,
+  resampled (the position embedding at another resolution) or produced by the FFN transformation T from a
+  centroid. Under cluster-learngene every head slot counts, even when several slots copy the same centroid, because
+  each slot is an independent parameter holding copied values. The new classifier and any random layer or slot do
+  not count.
+* ``inherited_distinct_params`` (distinct-inherited) counts the distinct ancestor values behind them: a centroid
+  copied into several slots counts once, a group centroid behind several layers' T outputs counts once. This is
+  what the learngene has to store, the paper's I-Params sense. It depends on the number of clusters per layer, so a
+  preview without statistics (and without ``parity="authors"``, whose S_l are fixed) gives None.
 * ``trainable_params`` is ``params`` plus T's parameters when T is kept and trained.
 * MACs per image count every matmul explicitly: the patch-embedding convolution, per layer the qkv projection
   (N C 3 H_d D), q k^T (H_d N N D), A v (H_d N N D), the output projection (N H_d D C) and the FFN (2 N C M),
@@ -21,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from learngene.ancestors import Ancestor, AncestorSummary
 from learngene.descendant.arch import DEIT_REFERENCES, ArchFacts, arch_facts, deit_facts
-from learngene.descendant.spec import SCHEDULES, DescendantSpec
+from learngene.descendant.spec import LAYERS_ONLY_BASELINES, SCHEDULES, DescendantSpec
 from learngene.errors import LearngeneError
 
 # How many ancestor layers the layer-inheriting baselines take (the paper's baselines).
@@ -43,6 +48,7 @@ class DescendantSize:
     tokens: int
     params: int
     inherited_params: int
+    inherited_distinct_params: int | None
     trainable_params: int
     transform_params: int
     macs: int
@@ -62,6 +68,7 @@ class DescendantSize:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["inherited_fraction"] = self.inherited_fraction
+        data["inherited_slot_params"] = self.inherited_params  # the explicit name beside the distinct count
         return data
 
 
@@ -69,6 +76,13 @@ def _facts(ancestor: Ancestor | AncestorSummary) -> tuple[AncestorSummary, ArchF
     if isinstance(ancestor, Ancestor):
         return ancestor.summary, ArchFacts.from_model(ancestor.model)
     return ancestor, arch_facts(ancestor)
+
+
+def facts_for_spec(facts: ArchFacts, spec: DescendantSpec) -> ArchFacts:
+    """The facts of the model ``spec`` builds: a parity cluster-learngene descendant has no qkv bias."""
+    if spec.parity == "authors" and spec.init == "cluster-learngene":
+        return facts.without_qkv_bias()
+    return facts
 
 
 def count_params(facts: ArchFacts, heads: list[int], img_size: int, num_classes: int) -> int:
@@ -128,6 +142,10 @@ def inherited_count(
     shared = facts.embed_params + facts.pos_embed_params(spec.img_size) + facts.final_params
     if spec.init == "scratch":
         return 0
+    if spec.init == "cluster-learngene" and spec.parity == "authors":
+        from learngene.descendant.parity import authors_distinct_and_slot_counts
+
+        return authors_distinct_and_slot_counts(facts, summary, spec)[0]
     if spec.init in ("cluster-learngene", "pretrained-prune", "ancestor"):
         slots = list(heads)
         if spec.init == "cluster-learngene" and centroids_per_layer is not None:
@@ -135,11 +153,42 @@ def inherited_count(
             slots = [h if c > 0 else 0 for h, c in zip(heads, centroids_per_layer[: len(heads)], strict=True)]
         return shared + len(heads) * facts.block_fixed_params + sum(slots) * facts.per_head_params
     layers = inherited_layers(spec.init, len(heads), summary.num_layers)
-    return sum(facts.block_fixed_params + min(heads[d], summary.num_heads) * facts.per_head_params for d in layers)
+    blocks = sum(facts.block_fixed_params + min(heads[d], summary.num_heads) * facts.per_head_params for d in layers)
+    return blocks if spec.init in LAYERS_ONLY_BASELINES else shared + blocks
+
+
+def distinct_count(
+    facts: ArchFacts, summary: AncestorSummary, spec: DescendantSpec, centroids_per_layer: list[int] | None = None,
+    groups: list[list[int]] | None = None,
+) -> int | None:
+    """Distinct ancestor values behind the inherited ones (see the module docstring); None when they depend on
+    clusters or automatic FFN groups not known yet."""
+    if spec.init != "cluster-learngene":
+        return inherited_count(facts, summary, spec)  # no value is written twice
+    if spec.parity == "authors":
+        from learngene.descendant.parity import authors_distinct_and_slot_counts
+
+        return authors_distinct_and_slot_counts(facts, summary, spec)[1]
+    if groups is None:
+        if spec.ffn_groups is None:
+            groups = []
+        elif isinstance(spec.ffn_groups, tuple):
+            groups = [list(g) for g in spec.ffn_groups]
+    if centroids_per_layer is None or groups is None:
+        return None
+    C, M = facts.embed_dim, facts.mlp_hidden
+    ffn = 2 * C * M + M + C
+    heads = list(spec.heads)
+    total = facts.embed_params + facts.pos_embed_params(spec.img_size) + facts.final_params
+    total += len(heads) * facts.block_fixed_params
+    total -= ffn * sum(max(0, len([x for x in g if x < spec.depth]) - 1) for g in groups)
+    total += sum(min(h, c) * facts.per_head_params for h, c in zip(heads, centroids_per_layer, strict=False))
+    return total
 
 
 def inherited_layers(init: str, depth: int, ancestor_depth: int) -> dict[int, int]:
     """For the layer-inheriting baselines: descendant layer -> ancestor layer it copies."""
+    init = init.removesuffix("-layers-only")
     if init == "heuristic-learngene":
         n = min(HEURISTIC_LAST_LAYERS, depth, ancestor_depth)
         return {depth - n + i: ancestor_depth - n + i for i in range(n)}
@@ -155,9 +204,12 @@ def transform_param_count(groups: list[list[int]]) -> int:
 
 
 def descendant_groups(groups: list[list[int]], depth: int) -> list[list[int]]:
-    """FFN groups restricted to the descendant's first ``depth`` layers; a group cut to one layer is dropped."""
-    cut = [[layer for layer in g if layer < depth] for g in groups]
-    return [g for g in cut if len(g) >= 2]
+    """The FFN groups that reach into the descendant's first ``depth`` layers, whole.
+
+    As in the authors' code a group the depth cuts keeps its full T; its layers inside the depth take T's first
+    outputs (depth 10 with {9, 10, 11}: layer 9 gets T(FFN9)[0]). Callers skip the layers >= ``depth``.
+    """
+    return [list(g) for g in groups if g and min(g) < depth]
 
 
 def descendant_size(
@@ -179,11 +231,15 @@ def descendant_size(
     """
     summary, facts = _facts(ancestor)
     spec = spec.resolve(summary)
+    facts = facts_for_spec(facts, spec)
     heads = list(spec.heads)
     params = count_params(facts, heads, spec.img_size, spec.num_classes)
     notes = []
     centroids = [len(layer.centroids) for layer in learngene.layers] if learngene is not None else None
     inherited = inherited_count(facts, summary, spec, centroids)
+    distinct = distinct_count(facts, summary, spec, centroids, learngene.ffn_groups if learngene is not None else None)
+    if distinct is None:
+        notes.append("distinct inherited values depend on the head clusters (known once statistics are computed)")
     transform = 0
     if spec.init == "cluster-learngene" and spec.train_transform:
         if learngene is not None:
@@ -198,7 +254,8 @@ def descendant_size(
     return DescendantSize(
         depth=spec.depth, heads_per_layer=heads, img_size=spec.img_size, num_classes=spec.num_classes,
         tokens=(spec.img_size // facts.patch_size) ** 2 + facts.num_prefix_tokens,
-        params=params, inherited_params=inherited, trainable_params=params + transform, transform_params=transform,
+        params=params, inherited_params=inherited, inherited_distinct_params=distinct,
+        trainable_params=params + transform, transform_params=transform,
         macs=total_macs, flops=2 * total_macs, macs_breakdown=macs, batch_size=batch_size,
         train_memory_fp32_estimate_bytes=fp32, train_memory_amp_estimate_bytes=amp,
         ancestor_params=summary.num_params, init=spec.init, notes=notes,
@@ -218,12 +275,14 @@ def scale_table(
     img_size: int | None = None,
     num_classes: int | None = None,
     init: str = "cluster-learngene",
+    parity: str = "none",
 ) -> list[dict]:
     """Sizes of a grid of descendants of one ancestor, beside the ancestor and the DeiT Ti/S/B references.
 
     Depths above the ancestor's are skipped. Every row has ``kind`` (descendant | ancestor | reference),
     ``label``, ``depth``, ``width_ratio`` (a number or a schedule name), ``heads_per_layer``, ``params``,
-    ``inherited_params``, ``inherited_fraction``, ``macs``, ``flops`` and ``params_vs_ancestor`` /
+    ``inherited_params`` (slot-inherited), ``inherited_distinct_params`` (None where it depends on the clusters),
+    ``inherited_fraction``, ``macs``, ``flops`` and ``params_vs_ancestor`` /
     ``macs_vs_ancestor`` (ratios to the ancestor at the same resolution and classes). The references are at
     their own 224 px with 1000 classes.
     """
@@ -232,12 +291,14 @@ def scale_table(
 
     def row(kind: str, label: str, spec: DescendantSpec, width) -> dict:
         heads = list(spec.heads)
-        params = count_params(facts, heads, spec.img_size, spec.num_classes)
-        macs = sum(count_macs(facts, heads, spec.img_size, spec.num_classes).values())
-        inherited = inherited_count(facts, summary, spec)
+        spec_facts = facts_for_spec(facts, spec)
+        params = count_params(spec_facts, heads, spec.img_size, spec.num_classes)
+        macs = sum(count_macs(spec_facts, heads, spec.img_size, spec.num_classes).values())
+        inherited = inherited_count(spec_facts, summary, spec)
         return {"kind": kind, "label": label, "depth": spec.depth, "width_ratio": width, "heads_per_layer": heads,
-                "params": params, "inherited_params": inherited, "inherited_fraction": inherited / params,
-                "macs": macs, "flops": 2 * macs}
+                "params": params, "inherited_params": inherited,
+                "inherited_distinct_params": distinct_count(spec_facts, summary, spec),
+                "inherited_fraction": inherited / params, "macs": macs, "flops": 2 * macs}
 
     rows = [row("ancestor", f"ancestor ({summary.arch})", base, 1.0)]
     for depth in (d for d in depths if d <= summary.num_layers):
@@ -247,7 +308,7 @@ def scale_table(
             try:
                 spec = DescendantSpec(
                     depth=depth, width_ratio=variant.width_ratio, schedule=variant.schedule,
-                    img_size=base.img_size, num_classes=base.num_classes, init=init,
+                    img_size=base.img_size, num_classes=base.num_classes, init=init, parity=parity,
                 ).resolve(summary)
             except LearngeneError:  # e.g. pretrained-prune cannot have more heads than the ancestor
                 continue
@@ -258,6 +319,7 @@ def scale_table(
         macs = sum(count_macs(ref_facts, [heads] * depth, 224, 1000).values())
         rows.append({"kind": "reference", "label": label, "depth": depth, "width_ratio": None,
                      "heads_per_layer": [heads] * depth, "params": params, "inherited_params": 0,
+                     "inherited_distinct_params": 0,
                      "inherited_fraction": 0.0, "macs": macs, "flops": 2 * macs})
     ancestor_params, ancestor_macs = rows[0]["params"], rows[0]["macs"]
     for r in rows:

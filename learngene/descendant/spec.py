@@ -22,13 +22,38 @@ INIT_METHODS = (
     "auto-learngene",
     "pretrained-prune",
     "ancestor",
+    "heuristic-learngene-layers-only",
+    "auto-learngene-layers-only",
 )
+# The layer-copying baselines. The plain names follow the authors' loader (the copied layers plus the patch
+# embedding, class token, position embedding and final norm); the ``-layers-only`` names copy the layers alone, as
+# the paper's prose describes them.
+LAYER_BASELINES = ("heuristic-learngene", "auto-learngene")
+LAYERS_ONLY_BASELINES = ("heuristic-learngene-layers-only", "auto-learngene-layers-only")
+# ``none``: this project's reading of the paper. ``authors``: reproduce the authors' code (learngene.descendant.parity).
+PARITY_MODES = ("none", "authors")
 HEAD_ORDERS = ("priority", "original", "ascending-mad", "descending-mad")
 CENTROIDS = ("nearest", "average")
 TRANSFORM_INITS = ("default", "identity")
-# Width ratio per third of the depth. Named after the width ratio as the issue defines them: "decreasing" runs
-# w = 2, 1.5, 1 from the first third to the last, so the *head count* grows with depth; "increasing" is the reverse.
-SCHEDULES = {"decreasing": (2.0, 1.5, 1.0), "increasing": (1.0, 1.5, 2.0)}
+# Width ratio per third. Named after the width ratio: "decreasing" runs w = 2, 1.5, 1 from the first third to the
+# last, so the *head count* grows with depth; "increasing" is the reverse. Two rules cut the thirds:
+# - "decreasing" / "increasing" (this project): thirds of the *descendant's* depth, so every descendant gets all
+#   three widths (6 layers of DeiT-S: [3, 3, 4, 4, 6, 6]);
+# - "decreasing-by-index" / "increasing-by-index" (the authors' code): thirds of the *ancestor's* depth by absolute
+#   layer index (12 layers: w = 2 for layers 0-3, 1.5 for 4-7, 1 for 8-11), so a 6-layer DeiT-S descendant gets
+#   [3, 3, 3, 3, 4, 4].
+SCHEDULES = {
+    "decreasing": (2.0, 1.5, 1.0),
+    "increasing": (1.0, 1.5, 2.0),
+    "decreasing-by-index": (2.0, 1.5, 1.0),
+    "increasing-by-index": (1.0, 1.5, 2.0),
+}
+BY_INDEX_SUFFIX = "-by-index"
+SCHEDULE_HELP = (
+    "decreasing (W = 2, 1.5, 1 over the thirds of the descendant's depth) | increasing (1, 1.5, 2) | "
+    "decreasing-by-index / increasing-by-index (the authors' rule: thirds of the ancestor's layer index, "
+    "W = 2 for layers 0-3, 1.5 for 4-7, 1 for 8-11)"
+)
 # The classifier must have at least one class; the upper bound only catches typos (an extra zero or two).
 MAX_CLASSES = 1_000_000
 # A head-less ancestor (a feature backbone such as the built-in one) is sized with an ImageNet-1k classifier, like
@@ -41,10 +66,21 @@ def heads_from_ratio(num_heads: int, width_ratio: float) -> int:
     return int(math.floor(num_heads / width_ratio + 1e-9))
 
 
-def schedule_heads(num_heads: int, depth: int, schedule: str) -> list[int]:
-    """Heads per layer for a named schedule: layer l uses the width ratio of its third, floor(3 l / L_d)."""
+def schedule_ratios(depth: int, schedule: str, ancestor_depth: int) -> list[float]:
+    """Width ratio per layer for a named schedule.
+
+    Layer l uses the ratio of its third: floor(3 l / L_d) for this project's rules, floor(3 l / L) (L the
+    ancestor's depth, i.e. the absolute layer index) for the ``-by-index`` rules of the authors' code.
+    """
     ratios = SCHEDULES[schedule]
-    return [heads_from_ratio(num_heads, ratios[min(2, (3 * layer) // depth)]) for layer in range(depth)]
+    span = ancestor_depth if schedule.endswith(BY_INDEX_SUFFIX) else depth
+    return [ratios[min(2, (3 * layer) // span)] for layer in range(depth)]
+
+
+def schedule_heads(num_heads: int, depth: int, schedule: str, ancestor_depth: int | None = None) -> list[int]:
+    """Heads per layer for a named schedule (see :func:`schedule_ratios`); H_d = floor(H / w) per layer."""
+    ratios = schedule_ratios(depth, schedule, depth if ancestor_depth is None else ancestor_depth)
+    return [heads_from_ratio(num_heads, ratio) for ratio in ratios]
 
 
 @dataclass(frozen=True)
@@ -55,7 +91,8 @@ class DescendantSpec:
         depth: number of layers L_d (the first L_d layers of the plan); None means the ancestor's depth.
         width_ratio: H_d = floor(H / w) heads in every layer; w < 1 gives more heads than the ancestor.
         heads: explicit heads per layer (length ``depth``); excludes ``width_ratio`` and ``schedule``.
-        schedule: ``decreasing`` (w = 2, 1.5, 1 over the thirds of the depth) or ``increasing`` (1, 1.5, 2).
+        schedule: ``decreasing`` (w = 2, 1.5, 1 over the thirds of the depth), ``increasing`` (1, 1.5, 2), or
+            their ``-by-index`` forms (the authors' rule, thirds of the ancestor's layer index); see SCHEDULES.
         img_size: input resolution in pixels (a multiple of the patch size); None means the ancestor's.
         num_classes: classifier outputs; None means the ancestor's (1000 when the ancestor has no classifier).
         init: one of :data:`INIT_METHODS`.
@@ -68,6 +105,9 @@ class DescendantSpec:
         transform_init: ``default`` (PyTorch's Linear init, as the authors' code) or ``identity`` (every output
             starts equal to its input, so the group's layers start as exact copies of the centroid).
         seed: seed for every random part (new classifier, random layers, T), so builds are reproducible.
+        parity: ``none`` (default) or ``authors``: reproduce the authors' code for DeiT-Ti/S/B ancestors (their
+            hard-coded S_l lists and FFN groups, their qkv slicing, no qkv bias, their W_O handling, T applied once
+            with default init, the ``-by-index`` schedules); see learngene.descendant.parity and docs/fidelity.md.
         resolved: set by :meth:`resolve`: every architectural field is concrete and ``heads`` is authoritative
             (``width_ratio`` / ``schedule`` then only record how the heads were chosen).
     """
@@ -85,6 +125,7 @@ class DescendantSpec:
     train_transform: bool = False
     transform_init: str = "default"
     seed: int = 0
+    parity: str = "none"
     resolved: bool = False
 
     def __post_init__(self):
@@ -101,6 +142,10 @@ class DescendantSpec:
             LearngeneError: naming the bad field and how to fix it.
         """
         self._check_options()
+        if self.parity == "authors":
+            from learngene.descendant.parity import check_parity_spec
+
+            check_parity_spec(self, ancestor)
         depth = ancestor.num_layers if self.depth is None else self.depth
         if int(depth) != depth or not 1 <= depth <= ancestor.num_layers:
             raise LearngeneError(
@@ -108,7 +153,14 @@ class DescendantSpec:
                 "a descendant uses the first L_d layers of the ancestor"
             )
         depth = int(depth)
-        heads = self._resolve_heads(ancestor.num_heads, depth)
+        schedule = self.schedule
+        if self.parity == "authors" and schedule is not None and not schedule.endswith(BY_INDEX_SUFFIX):
+            schedule += BY_INDEX_SUFFIX  # the authors' code has only the absolute-index rule
+        heads = replace(self, schedule=schedule)._resolve_heads(ancestor.num_heads, depth, ancestor.num_layers)
+        if self.parity == "authors":
+            from learngene.descendant.parity import check_parity_heads
+
+            check_parity_heads(heads, ancestor.num_heads)
         img_size = self._resolve_img_size(ancestor)
         num_classes = self._resolve_classes(ancestor)
         if self.init == "ancestor" and (depth != ancestor.num_layers or any(h != ancestor.num_heads for h in heads)):
@@ -122,7 +174,8 @@ class DescendantSpec:
                 f"{ancestor.num_heads} heads (got {max(heads)}); use a width ratio >= 1"
             )
         return replace(
-            self, depth=depth, heads=tuple(heads), img_size=img_size, num_classes=num_classes, resolved=True
+            self, depth=depth, heads=tuple(heads), schedule=schedule, img_size=img_size, num_classes=num_classes,
+            resolved=True,
         )
 
     def _check_options(self) -> None:
@@ -131,6 +184,7 @@ class DescendantSpec:
             ("head_order", self.head_order, HEAD_ORDERS),
             ("centroid", self.centroid, CENTROIDS),
             ("transform_init", self.transform_init, TRANSFORM_INITS),
+            ("parity", self.parity, PARITY_MODES),
         )
         for name, value, allowed in choices:
             if value not in allowed:
@@ -142,14 +196,14 @@ class DescendantSpec:
         if self.width_ratio is not None and self.schedule is not None:
             raise LearngeneError("give only one of width ratio, heads list or schedule (got width ratio and schedule)")
 
-    def _resolve_heads(self, num_heads: int, depth: int) -> list[int]:
+    def _resolve_heads(self, num_heads: int, depth: int, ancestor_depth: int) -> list[int]:
         if self.heads is None:
-            return self._heads_from_width(num_heads, depth)
+            return self._heads_from_width(num_heads, depth, ancestor_depth)
         heads = self._explicit_heads(depth)
         # A heads list beside a width ratio or schedule is fine when they agree (a resolved spec keeps the ratio
         # on record beside the heads it produced, and an edited copy of it keeps both); otherwise it is ambiguous.
         if not self.resolved and (self.width_ratio is not None or self.schedule is not None):
-            implied = self._heads_from_width(num_heads, depth)
+            implied = self._heads_from_width(num_heads, depth, ancestor_depth)
             if implied != heads:
                 kind = "width ratio" if self.width_ratio is not None else "schedule"
                 raise LearngeneError(
@@ -170,9 +224,9 @@ class DescendantSpec:
             raise LearngeneError(f"every layer needs at least one head (got {bad[0]} in the heads list)")
         return [int(h) for h in heads]
 
-    def _heads_from_width(self, num_heads: int, depth: int) -> list[int]:
+    def _heads_from_width(self, num_heads: int, depth: int, ancestor_depth: int) -> list[int]:
         if self.schedule is not None:
-            return schedule_heads(num_heads, depth, self.schedule)
+            return schedule_heads(num_heads, depth, self.schedule, ancestor_depth)
         ratio = 1.0 if self.width_ratio is None else float(self.width_ratio)
         if not math.isfinite(ratio) or ratio <= 0:
             raise LearngeneError(f"the width ratio must be a positive number (got {self.width_ratio})")

@@ -75,6 +75,8 @@ def test_build_scratch_needs_no_statistics(tmp_path):
         (["--width-ratio", "wide"], "--width-ratio must be a number"),
         (["--num-classes", "0"], "number of classes must be between 1"),
         (["--init", "magic"], "init must be one of"),
+        (["--parity", "authors"], "only has settings for deit_base_patch16_224, deit_small_patch16_224, "
+                                  "deit_tiny_patch16_224"),
     ],
 )
 def test_build_bad_input_is_one_line_and_writes_nothing(tmp_path, stats_file, capsys, args, words):
@@ -114,3 +116,28 @@ def test_size_bad_input(capsys):
     assert "depth must be between 1" in capsys.readouterr().err
     assert main(["size", "--ancestor", "random:not_a_model_xyz"]) == 2
     assert "unknown model name" in capsys.readouterr().err
+
+
+def test_parity_build_saves_and_loads_without_qkv_bias(tmp_path, capsys):
+    """--parity authors on DeiT-Ti: no statistics needed, a bias-free qkv, and a saved model that loads back equal."""
+    import torch
+
+    out = tmp_path / "parity"
+    assert main(["build", "--ancestor", "random:deit_tiny_patch16_224", "--depth", "3", "--width-ratio", "0.5",
+                 "--num-classes", "4", "--parity", "authors", "--out", str(out)]) == 0
+    assert "computing head statistics" not in capsys.readouterr().err
+    loaded = load_descendant(out)
+    assert loaded.config["heads_per_layer"] == [6] * 3 and loaded.config["spec"]["parity"] == "authors"
+    assert all(block.attn.qkv.bias is None for block in loaded.model.blocks)
+    # layer 1 and 2 form the authors' DeiT-Ti group {1, 2}: one T with two outputs
+    (record,) = loaded.config["ffn_transforms"]
+    assert record["layers"] == [1, 2] and record["outputs"] == 2
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert loaded.model(x).shape == (1, 4)
+
+
+def test_size_parity_refuses_other_ancestors_in_one_line(capsys):
+    assert main(["size", "--ancestor", "random:vit_small_patch16_224", "--parity", "authors"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "only has settings for" in err and err.count("\n") == 0

@@ -136,6 +136,20 @@ def test_ffn_group_is_t_of_the_groups_first_layer(tiny_ancestor, tiny_distances,
     assert torch.equal(built.model.blocks[4].mlp.fc1.weight, tiny_ancestor.model.blocks[4].mlp.fc1.weight)
 
 
+def test_group_cut_by_the_depth_keeps_its_full_transform(tiny_ancestor, tiny_distances):
+    """The authors' rule: a group the depth cuts keeps its full-size T and its layers take T's first outputs."""
+    spec = DescendantSpec(depth=6, width_ratio=1, num_classes=2, ffn_groups=[[5, 6, 7]])
+    built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
+    (record,) = built.config["ffn_transforms"]
+    assert record["layers"] == [5] and record["outputs"] == 3
+    transform = FfnTransform(3)
+    transform.load_state_dict({k: torch.tensor(v) for k, v in record["weights"].items()})
+    with torch.no_grad():
+        expected = transform(tiny_ancestor.model.blocks[5].mlp.fc1.weight)[..., 0]
+    torch.testing.assert_close(built.model.blocks[5].mlp.fc1.weight.detach(), expected, rtol=0, atol=1e-6)
+    assert built.config["ffn_sources"][5] == {"layer": 5, "transform": True, "output": 0}
+
+
 def test_trained_transform_keeps_outputs_and_learns(tiny_ancestor, tiny_distances):
     base = dict(depth=4, width_ratio=1, num_classes=3, ffn_groups=[[0, 1], [2, 3]])
     once = build_descendant(tiny_ancestor, DescendantSpec(**base), distances=tiny_distances).model.eval()
@@ -181,23 +195,37 @@ def test_scratch_copies_nothing_and_is_reproducible(tiny_ancestor):
     assert all(s is None for row in first.config["head_sources"] for s in row)
 
 
-def test_heuristic_learngene_copies_the_last_three_layers_only(tiny_ancestor):
-    built = build_descendant(tiny_ancestor, DescendantSpec(depth=5, width_ratio=1, num_classes=2,
-                                                           init="heuristic-learngene"))
+@pytest.mark.parametrize(("init", "shared"), [("heuristic-learngene", MODEL_LEVEL),
+                                               ("heuristic-learngene-layers-only", set())])
+def test_heuristic_learngene_copies_the_last_three_layers(tiny_ancestor, init, shared):
+    """Authors' semantics (default name): the last three layers plus embeddings, tokens and final norm, as their
+    loader drops only the other blocks and the classifier; ``-layers-only``: the layers alone."""
+    built = build_descendant(tiny_ancestor, DescendantSpec(depth=5, width_ratio=1, num_classes=2, init=init))
     layer_map = {0: 0, 1: 1, 2: 6, 3: 7, 4: 8}  # also compare layers 0, 1 with their namesakes: must differ
-    assert copied_tensors(built, tiny_ancestor, layer_map) == layer_keys([2, 3, 4])
+    assert copied_tensors(built, tiny_ancestor, layer_map) == shared | layer_keys([2, 3, 4])
     assert slot_sources(built, tiny_ancestor, layer_map) == [[None] * 3, [None] * 3, [0, 1, 2], [0, 1, 2], [0, 1, 2]]
 
 
-def test_auto_learngene_copies_the_first_six_layers_only(tiny_ancestor):
+@pytest.mark.parametrize(("init", "shared"), [("auto-learngene", MODEL_LEVEL), ("auto-learngene-layers-only", set())])
+def test_auto_learngene_copies_the_first_six_layers(tiny_ancestor, init, shared):
     built = build_descendant(tiny_ancestor, DescendantSpec(depth=7, heads=[5, 2, 3, 3, 3, 3, 3], num_classes=2,
-                                                           init="auto-learngene"))
+                                                           init=init))
     identity = _identity(7)
-    assert copied_tensors(built, tiny_ancestor, identity) == layer_keys(range(6))
+    assert copied_tensors(built, tiny_ancestor, identity) == shared | layer_keys(range(6))
     sources = slot_sources(built, tiny_ancestor, identity)
     assert sources[0] == [0, 1, 2, None, None]  # slots beyond the ancestor's 3 heads stay random
     assert sources[1] == [0, 1] and sources[6] == [None] * 3
     assert built.config["head_sources"] == sources
+
+
+def test_auto_learngene_at_the_ancestors_shape_starts_as_the_pruned_ancestor(tiny_ancestor):
+    """With the authors' semantics a 6-layer Auto-Learngene descendant at w = 1 equals pretrained-prune's."""
+    auto, prune = (build_descendant(tiny_ancestor, DescendantSpec(depth=6, width_ratio=1, num_classes=2, init=init))
+                   for init in ("auto-learngene", "pretrained-prune"))
+    prune_state = prune.model.state_dict()
+    for key, value in auto.model.state_dict().items():
+        if not key.startswith("head."):
+            assert torch.equal(value, prune_state[key]), key
 
 
 def test_pretrained_prune_keeps_the_first_heads(tiny_ancestor):

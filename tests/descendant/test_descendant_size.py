@@ -45,7 +45,7 @@ def test_real_random_deit_tiny_matches(tiny_ancestor):
 def test_preview_equals_built_model_for_every_scale_table_row(tiny_ancestor):
     summary = tiny_ancestor.summary
     rows = [r for r in scale_table(summary, num_classes=10) if r["kind"] != "reference"]
-    assert len(rows) == 1 + 3 * 6  # the ancestor + depths 4/6/9 (of 9) x four ratios and two schedules
+    assert len(rows) == 1 + 3 * 8  # the ancestor + depths 4/6/9 (of 9) x four ratios and four schedules
     for row in rows:
         # The real modules, minus timm's weight init (values do not matter for a count; keeps 19 builds cheap).
         model = create_descendant_model(summary.arch, row["heads_per_layer"], head_dim=summary.head_dim,
@@ -54,7 +54,8 @@ def test_preview_equals_built_model_for_every_scale_table_row(tiny_ancestor):
         assert [b.attn.num_heads for b in model.blocks] == row["heads_per_layer"]
 
 
-@pytest.mark.parametrize("init", ["cluster-learngene", "pretrained-prune", "heuristic-learngene", "auto-learngene", "scratch"])
+@pytest.mark.parametrize("init", ["cluster-learngene", "pretrained-prune", "heuristic-learngene", "auto-learngene", "scratch",
+                                  "heuristic-learngene-layers-only", "auto-learngene-layers-only"])
 def test_inherited_preview_equals_what_the_build_copied(tiny_ancestor, tiny_distances, init):
     spec = DescendantSpec(depth=7, heads=[1, 2, 3, 3, 2, 1, 1] if init == "pretrained-prune" else [1, 5, 3, 2, 6, 3, 4],
                           num_classes=4, init=init)
@@ -62,13 +63,47 @@ def test_inherited_preview_equals_what_the_build_copied(tiny_ancestor, tiny_dist
     size = descendant_size(tiny_ancestor.summary, spec)
     assert built.config["inherited_params"] == size.inherited_params
     assert sum(p.numel() for p in built.model.parameters()) == size.params
+    if init != "cluster-learngene":  # nothing is written twice
+        assert built.config["inherited_distinct_params"] == size.inherited_distinct_params == size.inherited_params
+
+
+def test_distinct_inherited_counts_each_centroid_and_group_centroid_once(tiny_ancestor, tiny_distances, tiny_priority):
+    """Slot-inherited counts every slot; distinct-inherited counts the ancestor values behind them once."""
+    heads = [1, 5, 3, 2, 6, 3, 4]
+    spec = DescendantSpec(depth=7, heads=heads, num_classes=4, ffn_groups=[[4, 5, 6]])
+    built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
+    model = built.model
+    per_head = sum(p.numel() for p in model.blocks[0].attn.parameters()) - model.blocks[0].attn.proj.bias.numel()
+    ffn = sum(p.numel() for p in model.blocks[0].mlp.parameters())
+    repeated_slots = sum(max(0, h - len(tiny_priority[layer])) for layer, h in enumerate(heads))
+    expected = built.config["inherited_params"] - repeated_slots * per_head - 2 * ffn  # layers 5, 6 reuse FFN4
+    assert built.config["inherited_distinct_params"] == expected < built.config["inherited_params"]
+    assert descendant_size(tiny_ancestor.summary, spec).inherited_distinct_params is None  # clusters unknown
+    from learngene.extraction import extract_learngene
+
+    learngene = extract_learngene(tiny_ancestor, tiny_distances, ffn_groups=[[4, 5, 6]])
+    assert descendant_size(tiny_ancestor.summary, spec, learngene=learngene).inherited_distinct_params == expected
+
+
+def test_size_json_gives_slot_and_distinct_inherited(capsys):
+    import json
+
+    from learngene.cli import main
+
+    assert main(["size", "--ancestor", "random:deit_small_patch16_224", "--depth", "6", "--num-classes", "100",
+                 "--parity", "authors", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inherited_slot_params"] == data["inherited_params"]
+    # The authors' DeiT-S S_l for layers 0-5 have 3, 3, 3, 2, 4, 3 chunks: 18 distinct of 36 slots (3 D C each).
+    assert data["inherited_params"] - data["inherited_distinct_params"] == (36 - 18) * 3 * 64 * 384
 
 
 def test_transform_parameters_are_counted_when_trained(tiny_ancestor, tiny_distances):
     spec = DescendantSpec(depth=8, width_ratio=1, num_classes=3, ffn_groups=[[1, 2], [5, 6, 7, 8]], train_transform=True)
     size = descendant_size(tiny_ancestor.summary, spec)
-    # Groups cut to the first 8 layers: [1, 2] (k = 2) and [5, 6, 7] (k = 3); T has k^2 + 3k parameters.
-    assert size.transform_params == (4 + 6) + (9 + 9)
+    # [1, 2] (k = 2) and [5, 6, 7, 8] cut by the depth: its T keeps k = 4 (the authors' rule; layers 5-7 take
+    # outputs 0-2). T has k^2 + 3k parameters.
+    assert size.transform_params == (4 + 6) + (16 + 12)
     built = build_descendant(tiny_ancestor, spec, distances=tiny_distances)
     assert sum(p.numel() for p in built.model.parameters()) == size.trainable_params == size.params + size.transform_params
 

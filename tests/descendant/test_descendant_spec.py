@@ -33,6 +33,28 @@ def test_schedules_follow_thirds_of_the_depth(small):
     assert list(DescendantSpec(depth=4, schedule="decreasing").resolve(small).heads) == [3, 3, 4, 6]
 
 
+def _authors_schedule(num_heads: int, depth: int, decreasing: bool) -> list[int]:
+    """The authors' SAVisionTransformer: width ratio by absolute layer index, H_d = int(H // w)."""
+    ratios = [(2.0 if i < 4 else (1.5 if i < 8 else 1.0)) if decreasing else (1.0 if i < 4 else (1.5 if i < 8 else 2.0))
+              for i in range(depth)]
+    return [int(num_heads // w) for w in ratios]
+
+
+@pytest.mark.parametrize("depth", [6, 9, 10, 11, 12])
+@pytest.mark.parametrize("decreasing", [True, False])
+def test_by_index_schedules_follow_the_authors_rule(small, depth, decreasing):
+    name = "decreasing-by-index" if decreasing else "increasing-by-index"
+    assert list(DescendantSpec(depth=depth, schedule=name).resolve(small).heads) == _authors_schedule(6, depth, decreasing)
+    # parity mode turns this project's schedule names into the authors' rule, and records which rule it used
+    parity = DescendantSpec(depth=depth, schedule=name.removesuffix("-by-index"), parity="authors").resolve(small)
+    assert list(parity.heads) == _authors_schedule(6, depth, decreasing) and parity.schedule == name
+
+
+def test_the_two_schedule_rules_differ_on_a_short_descendant(small):
+    assert list(DescendantSpec(depth=6, schedule="decreasing-by-index").resolve(small).heads) == [3, 3, 3, 3, 4, 4]
+    assert list(DescendantSpec(depth=6, schedule="decreasing").resolve(small).heads) == [3, 3, 4, 4, 6, 6]
+
+
 def test_explicit_heads_and_resolution_is_idempotent(small):
     spec = DescendantSpec(depth=3, heads=[1, 7, 2], img_size=96, num_classes=5).resolve(small)
     assert spec.heads == (1, 7, 2) and spec.img_size == 96 and spec.num_classes == 5
@@ -75,6 +97,11 @@ def test_backbone_ancestor_defaults_to_1000_classes():
         (dict(head_order="random"), "head_order must be one of"),
         (dict(init="pretrained-prune", width_ratio=0.5), "cannot have more than its 6 heads"),
         (dict(init="ancestor", depth=6), "keeps the ancestor's architecture"),
+        (dict(parity="exact"), "parity must be one of none, authors"),
+        (dict(parity="authors", width_ratio=0.75), "must be a multiple of the ancestor's 6"),
+        (dict(parity="authors", centroid="average"), "--parity authors fixes centroid"),
+        (dict(parity="authors", ffn_groups=[[3, 4]]), "uses the authors' FFN groups"),
+        (dict(parity="authors", init="auto-learngene-layers-only"), "use auto-learngene instead"),
     ],
 )
 def test_bad_specs_raise_one_clear_line(small, kwargs, words):
@@ -82,3 +109,10 @@ def test_bad_specs_raise_one_clear_line(small, kwargs, words):
         DescendantSpec(**kwargs).resolve(small)
     message = str(error.value)
     assert words in message and "\n" not in message
+
+
+def test_parity_refuses_an_ancestor_it_has_no_settings_for():
+    with pytest.raises(LearngeneError) as error:
+        DescendantSpec(parity="authors").resolve(summary_without_weights("random:vit_small_patch16_224"))
+    message = str(error.value)
+    assert "deit_base_patch16_224, deit_small_patch16_224, deit_tiny_patch16_224" in message and "\n" not in message

@@ -11,7 +11,8 @@ from learngene.descendant.transform import TRANSFORMS_ATTR
 def _trained_t_descendant():
     ancestor = lg.load_ancestor("random:vit_tiny_patch16_224", img_size=32)
     distances = np.random.default_rng(0).uniform(10, 100, (12, 3))
-    spec = lg.DescendantSpec(depth=4, width_ratio=1, num_classes=5, img_size=32, ffn_groups=[[1, 2, 3]],
+    # [2, 3, 4] is cut by the depth: T keeps 3 outputs and layers 2, 3 use the first two (saved and reloaded so)
+    spec = lg.DescendantSpec(depth=4, width_ratio=1, num_classes=5, img_size=32, ffn_groups=[[0, 1], [2, 3, 4]],
                              train_transform=True)
     return lg.build_descendant(ancestor, spec, distances=distances)
 
