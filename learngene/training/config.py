@@ -38,8 +38,9 @@ FOLDER_DATASETS = ("cub200", "inaturalist")
 KNOWN_DATASETS = BUILTIN_DATASETS + TORCHVISION_DATASETS + FOLDER_DATASETS
 
 # Flag groups, in the order `learngene train --help` shows them.
-MODEL, DATA, SCHEDULE, REGULARISATION, DEVICES, LOGGING = (
-    "model", "data", "schedule", "regularisation", "devices", "logging"
+MODEL, BUILD, DATA, SCHEDULE, REGULARISATION, DEVICES, LOGGING = (
+    "model", "descendant built at start (with --ancestor)", "data", "schedule", "regularisation", "devices",
+    "logging",
 )
 # Words that mean "unset" for an optional number or list on the command line and in YAML (0 is a real value).
 NONE_WORDS = ("none", "auto", "off", "")
@@ -57,7 +58,7 @@ class Setting:
     """How one :class:`TrainConfig` field appears on the command line and in the app's forms.
 
     Attributes:
-        group: Flag group (:data:`MODEL` ... :data:`LOGGING`).
+        group: Flag group (:data:`MODEL` ... :data:`LOGGING`); the app lays out its forms by group too.
         help: One-line help (the default is appended where there is one).
         flag: The flag, default ``--field-name``.
         choices: The accepted values of a text field.
@@ -102,23 +103,23 @@ class TrainConfig:
     ancestor: str | None = setting(None, group=MODEL,
                                    help="build a descendant from this ancestor at start (builtin, random:NAME, "
                                    "a hub name or PATH@ARCH)")
-    init: str = setting("cluster-learngene", group=MODEL, choices=INIT_CHOICES, help="descendant initialisation")
-    depth: int | None = setting(None, group=MODEL, help="descendant layers")
-    width_ratio: float | None = setting(None, group=MODEL, help="heads per layer = ancestor heads / ratio")
-    heads: list[int] | None = setting(None, group=MODEL, help="per-layer head counts, e.g. 6,6,4,4")
-    schedule: str | None = setting(None, group=MODEL, choices=SCHEDULE_CHOICES,
+    init: str = setting("cluster-learngene", group=BUILD, choices=INIT_CHOICES, help="descendant initialisation")
+    depth: int | None = setting(None, group=BUILD, help="descendant layers")
+    width_ratio: float | None = setting(None, group=BUILD, help="heads per layer = ancestor heads / ratio")
+    heads: list[int] | None = setting(None, group=BUILD, help="per-layer head counts, e.g. 6,6,4,4")
+    schedule: str | None = setting(None, group=BUILD, choices=SCHEDULE_CHOICES,
                                    help="heads-per-layer schedule of the paper")
-    stats: str | None = setting(None, group=MODEL, help="head statistics file to cluster from")
-    eps: float | None = setting(None, group=MODEL, help="clustering Eps in pixels (none: 10)")
-    min_heads: int | None = setting(None, group=MODEL, help="clustering MinHds (none: 1)")
+    stats: str | None = setting(None, group=BUILD, help="head statistics file to cluster from")
+    eps: float | None = setting(None, group=BUILD, help="clustering Eps in pixels (none: 10)")
+    min_heads: int | None = setting(None, group=BUILD, help="clustering MinHds (none: 1)")
     # the paper's ablation options of a descendant built at start (same meaning as `learngene build`)
-    ffn_groups: str = setting("auto", group=MODEL, help="FFN groups sharing a centroid: auto | none | e.g. 6-7,9-11")
-    head_order: str = setting("priority", group=MODEL, choices=HEAD_ORDER_CHOICES, help="order of inherited heads")
-    centroid: str = setting("nearest", group=MODEL, choices=CENTROID_CHOICES, help="cluster centroid")
-    train_transform: bool = setting(False, group=MODEL, help="keep the FFN transformation T in the graph and train it")
-    transform_init: str = setting("default", group=MODEL, choices=TRANSFORM_INIT_CHOICES,
+    ffn_groups: str = setting("auto", group=BUILD, help="FFN groups sharing a centroid: auto | none | e.g. 6-7,9-11")
+    head_order: str = setting("priority", group=BUILD, choices=HEAD_ORDER_CHOICES, help="order of inherited heads")
+    centroid: str = setting("nearest", group=BUILD, choices=CENTROID_CHOICES, help="cluster centroid")
+    train_transform: bool = setting(False, group=BUILD, help="keep the FFN transformation T in the graph and train it")
+    transform_init: str = setting("default", group=BUILD, choices=TRANSFORM_INIT_CHOICES,
                                   help="T's initialisation (default: the authors')")
-    drop_path: float = setting(0.1, group=MODEL, help="stochastic depth rate of the last block", label="Drop path")
+    drop_path: float = setting(0.1, group=REGULARISATION, help="stochastic depth rate of the last block", label="Drop path")
     # --- data ---------------------------------------------------------------------------------------------------
     dataset: str = setting("digits", group=DATA, help=f"one of {', '.join(KNOWN_DATASETS)} or an image folder")
     data_root: str | None = setting(None, group=DATA, help="where torchvision datasets live or are downloaded to")
@@ -425,8 +426,14 @@ def flag_of(name: str) -> str:
     return spec.flag or "--" + name.replace("_", "-")
 
 
+@functools.cache
 def _setting(name: str) -> Setting:
     return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}[name]
+
+
+def setting_of(name: str) -> Setting:
+    """The :class:`Setting` of field ``name``."""
+    return _setting(name)
 
 
 def _int_list(text: str) -> list[int]:
