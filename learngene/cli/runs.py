@@ -142,6 +142,7 @@ def run_show(args: argparse.Namespace) -> int:
         if value not in (None, "", "-") or label in ("state", "step"):
             print(f"{label:<12} {value}")
     print("command      " + shlex.join(record["command"]))
+    print("launch       " + "\n             ".join(manager.describe(record["run_id"])))
     if record["error_tail"]:
         print("\n" + record["error_tail"])
     return 0
