@@ -130,7 +130,7 @@ def launcher_argv(launcher: str = "local", options: dict[str, Any] | None = None
 
 
 def run_command(config, name: str | None = None, launcher: str = "local",
-                launcher_options: dict[str, Any] | None = None) -> list[str]:
+                launcher_options: dict[str, Any] | None = None, always: tuple[str, ...] = ()) -> list[str]:
     """The ``learngene train`` argument list that queues exactly this run (settings that differ from the
     defaults, the name and the launcher); ``learngene train <it> --dry-run --json`` shows the same config.
 
@@ -139,8 +139,9 @@ def run_command(config, name: str | None = None, launcher: str = "local",
         name: The run's label, if it has one.
         launcher: ``local``, ``torchrun`` or ``slurm``.
         launcher_options: The launcher's keyword arguments.
+        always: Fields to write even at their default value.
     """
-    argv = ["learngene", "train", *config_to_argv(config)]
+    argv = ["learngene", "train", *config_to_argv(config, always)]
     if name:
         argv += ["--name", name]
     return argv + launcher_argv(launcher, launcher_options)

@@ -64,7 +64,9 @@ def train_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
     from learngene.cli.training import run_command
 
     config = plan.train_config(job, descendant_dir(Path(out), job))
-    return run_command(config, name=plan.run_name(job, out)) + ["--detach"]
+    # The model, data and seed are spelled out: they are what tells one job's command from the next.
+    always = ("descendant", "dataset", "seed")
+    return run_command(config, name=plan.run_name(job, out), always=always) + ["--detach"]
 
 
 def _validate_config(config) -> None:

@@ -537,8 +537,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
-def config_to_argv(config: TrainConfig) -> list[str]:
-    """The minimal ``learngene train`` arguments that give ``config``: only fields that differ from the defaults.
+def config_to_argv(config: TrainConfig, always: tuple[str, ...] = ()) -> list[str]:
+    """The minimal ``learngene train`` arguments that give ``config``: only fields that differ from the defaults
+    (and the fields named in ``always``, for commands that should spell them out, like a comparison's seed).
 
     Booleans are ``--x`` / ``--no-x``, lists comma-joined, ``model_kwargs`` repeated ``--model-arg KEY=VALUE``
     (the value as YAML), None as ``none``. ``config_from_args`` of the result equals ``config``.
@@ -547,13 +548,13 @@ def config_to_argv(config: TrainConfig) -> list[str]:
     argv: list[str] = []
     for f in dataclasses.fields(TrainConfig):
         value, default = getattr(config, f.name), getattr(defaults, f.name)
-        if value == default and type(value) is type(default):
+        if value == default and type(value) is type(default) and f.name not in always:
             continue
         flag = flag_of(f.name)
         kind = field_kind(f.name)
         if kind.base is bool:
             argv.append(flag if value else "--no-" + flag[2:])
-        elif kind.base is dict:
+        elif kind.base is dict:  # nothing to write for an empty mapping, even in ``always``
             for key, item in value.items():
                 argv += [flag, f"{key}={yaml_text(item)}"]
         else:
