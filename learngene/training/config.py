@@ -166,12 +166,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Harmless normalisation only (type errors are reported by from_dict and validate, in one line): the word
-        # "none" is the unset value of an optional field, and an integer is a valid float.
+        # "none" is the unset value of an optional field, a Path is stored as text, and an integer is a valid float.
         for f in dataclasses.fields(self):
             kind = field_kind(f.name)
             value = getattr(self, f.name)
             if kind.optional and isinstance(value, str) and value.strip().lower() == "none":
                 setattr(self, f.name, None)
+            elif kind.base is str and isinstance(value, os.PathLike):
+                setattr(self, f.name, os.fspath(value))
             elif kind.base is float and isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, f.name, float(value))
 
@@ -401,8 +403,8 @@ def checked_value(name: str, value: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif kind.base is str:
-        if isinstance(value, str):
-            return value
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)  # a Path from the Python API is stored as text (YAML- and JSON-safe)
     elif kind.base is list:
         if isinstance(value, str):
             try:

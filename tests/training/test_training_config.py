@@ -117,9 +117,10 @@ def test_wrong_type_in_a_yaml_file_is_one_line(tmp_path):
         TrainConfig.from_yaml(tmp_path / "c.yaml")
 
 
-def test_from_dict_accepts_what_each_type_allows():
-    cfg = TrainConfig.from_dict({"lr": 1, "max_steps": "none", "heads": "6,6,4", "clip_grad": None, "ema": True})
-    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+def test_from_dict_accepts_what_each_type_allows(tmp_path):
+    cfg = TrainConfig.from_dict({"lr": 1, "max_steps": "none", "heads": "6,6,4", "clip_grad": None, "ema": True,
+                                 "descendant": tmp_path})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.descendant == str(tmp_path)
     assert cfg.max_steps is None and cfg.heads == [6, 6, 4] and cfg.clip_grad is None and cfg.ema is True
 
 
