@@ -222,3 +222,17 @@ def test_readme_tour_from_a_fresh_folder_gives_absolute_paths(tmp_path, capsys, 
     assert shown["config"]["descendant"] == str(tmp_path / "desc")
     assert shown["command"] == ["learngene", "train", "--descendant", str(tmp_path / "desc")]
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_clone_with_a_wrong_type_is_one_line_and_queues_nothing(tmp_path, capsys):
+    from learngene.runs import RunManager
+
+    manager = RunManager(tmp_path / "runs")
+    run_id = manager.submit(TrainConfig(model=BASE_MODEL), schedule=False)
+    manager.stop(run_id)
+    before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    code = main(["runs", "clone", run_id, "epochs=abc", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "error: training config: epochs must be an integer, got 'abc'\n"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
+    assert len(manager.list(schedule=False)) == 1
