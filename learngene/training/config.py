@@ -42,6 +42,8 @@ MODEL, BUILD, DATA, SCHEDULE, REGULARISATION, DEVICES, LOGGING = (
     "model", "descendant built at start (with --ancestor)", "data", "schedule", "regularisation", "devices",
     "logging",
 )
+# Setting.path rules: a path made absolute at submission, or a name that may be a local path.
+PATH, EXISTING_PATH_OR_NAME = "path", "path-if-it-exists"
 # Words that mean "unset" for an optional number or list on the command line and in YAML (0 is a real value).
 NONE_WORDS = ("none", "auto", "off", "")
 # timm.create_model arguments that build_model sets from a setting of its own: a --model-arg may not set them too.
@@ -62,7 +64,9 @@ class Setting:
         help: One-line help (the default is appended where there is one).
         flag: The flag, default ``--field-name``.
         choices: The accepted values of a text field.
-        label: Label of the app's widget, default the help text's first words.
+        label: Label of the app's widget, default the field name.
+        path: :data:`PATH` for a file or folder (made absolute at submission), :data:`EXISTING_PATH_OR_NAME` for
+            a name that may also be a local path (made absolute only when that path exists).
     """
 
     group: str
@@ -70,12 +74,14 @@ class Setting:
     flag: str | None = None
     choices: tuple[str, ...] | None = None
     label: str | None = None
+    path: str | None = None
 
 
 def setting(default: Any = dataclasses.MISSING, *, group: str, help: str = "", flag: str | None = None,
-            choices: tuple[str, ...] | None = None, label: str | None = None, factory: Any = None) -> Any:
+            choices: tuple[str, ...] | None = None, label: str | None = None, path: str | None = None,
+            factory: Any = None) -> Any:
     """A dataclass field carrying its :class:`Setting` (what the flags, the renderer and the forms read)."""
-    metadata = {"setting": Setting(group, help, flag, choices, label)}
+    metadata = {"setting": Setting(group, help, flag, choices, label, path)}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -95,12 +101,13 @@ class TrainConfig:
     """
 
     # --- model source -------------------------------------------------------------------------------------------
-    descendant: str | None = setting(None, group=MODEL, help="descendant directory written by `learngene build`")
+    descendant: str | None = setting(None, group=MODEL, path=PATH,
+                                     help="descendant directory written by `learngene build`")
     model: str | None = setting(None, group=MODEL,
                                 help="timm model name built with random weights (e.g. vit_tiny_patch16_224)")
     model_kwargs: dict[str, Any] = setting(group=MODEL, factory=dict, flag="--model-arg",
                                            help="extra timm.create_model argument, repeatable (e.g. depth=2)")
-    ancestor: str | None = setting(None, group=MODEL,
+    ancestor: str | None = setting(None, group=MODEL, path=EXISTING_PATH_OR_NAME,
                                    help="build a descendant from this ancestor at start (builtin, random:NAME, "
                                    "a hub name or PATH@ARCH)")
     init: str = setting("cluster-learngene", group=BUILD, choices=INIT_CHOICES, help="descendant initialisation")
@@ -109,7 +116,7 @@ class TrainConfig:
     heads: list[int] | None = setting(None, group=BUILD, help="per-layer head counts, e.g. 6,6,4,4")
     schedule: str | None = setting(None, group=BUILD, choices=SCHEDULE_CHOICES,
                                    help="heads-per-layer schedule of the paper")
-    stats: str | None = setting(None, group=BUILD, help="head statistics file to cluster from")
+    stats: str | None = setting(None, group=BUILD, path=PATH, help="head statistics file to cluster from")
     eps: float | None = setting(None, group=BUILD, help="clustering Eps in pixels (none: 10)")
     min_heads: int | None = setting(None, group=BUILD, help="clustering MinHds (none: 1)")
     # the paper's ablation options of a descendant built at start (same meaning as `learngene build`)
@@ -121,8 +128,10 @@ class TrainConfig:
                                   help="T's initialisation (default: the authors')")
     drop_path: float = setting(0.1, group=REGULARISATION, help="stochastic depth rate of the last block", label="Drop path")
     # --- data ---------------------------------------------------------------------------------------------------
-    dataset: str = setting("digits", group=DATA, help=f"one of {', '.join(KNOWN_DATASETS)} or an image folder")
-    data_root: str | None = setting(None, group=DATA, help="where torchvision datasets live or are downloaded to")
+    dataset: str = setting("digits", group=DATA, path=EXISTING_PATH_OR_NAME,
+                           help=f"one of {', '.join(KNOWN_DATASETS)} or an image folder")
+    data_root: str | None = setting(None, group=DATA, path=PATH,
+                                    help="where torchvision datasets live or are downloaded to")
     download: bool = setting(True, group=DATA, help="download a missing torchvision dataset")
     val_fraction: float = setting(0.2, group=DATA, help="validation share of a single folder")
     num_classes: int | None = setting(None, group=DATA, help="expected number of classes (none: from the data)")
@@ -239,29 +248,26 @@ class TrainConfig:
         """A copy whose paths are absolute, relative to ``base`` (default: the current directory).
 
         The worker runs inside its run directory, so a relative ``--descendant desc/`` would not be found there.
-        Resolved: ``descendant``, ``stats`` and ``data_root``; ``dataset`` when it is not a known name and names an
-        existing folder; ``ancestor`` when it is ``PATH`` or ``PATH@ARCH`` of an existing file (``builtin``,
-        ``random:NAME`` and hub names are left alone). Idempotent.
+        Fields whose :class:`Setting` has ``path`` set are resolved: ``descendant``, ``stats`` and ``data_root``
+        always; ``dataset`` when it is not a known name and names an existing folder; ``ancestor`` when it is
+        ``PATH`` or ``PATH@ARCH`` of an existing file (``builtin``, ``random:NAME`` and hub names are left alone).
+        Idempotent.
         """
         base_dir = Path(base) if base is not None else Path.cwd()
-
-        def absolute(text: str) -> str:
-            return os.path.abspath(base_dir / Path(text).expanduser())
-
         changes: dict[str, Any] = {}
-        for name in ("descendant", "stats", "data_root"):
-            value = getattr(self, name)
-            if isinstance(value, str) and value.strip():
-                changes[name] = absolute(value)
-        dataset = self.dataset
-        if isinstance(dataset, str) and dataset.strip() and dataset.strip().lower() not in KNOWN_DATASETS:
-            if (base_dir / Path(dataset).expanduser()).is_dir():
-                changes["dataset"] = absolute(dataset)
-        ancestor = self.ancestor
-        if isinstance(ancestor, str) and ancestor.strip() and ancestor != "builtin" and ":" not in ancestor:
-            path_part, at, arch = ancestor.rpartition("@") if "@" in ancestor else (ancestor, "", "")
-            if path_part and (base_dir / Path(path_part).expanduser()).exists():
-                changes["ancestor"] = absolute(path_part) + at + arch
+        for f in dataclasses.fields(self):
+            rule, value = f.metadata["setting"].path, getattr(self, f.name)
+            if not rule or not isinstance(value, str) or not value.strip():
+                continue
+            path_part, at, suffix = value, "", ""
+            if rule == EXISTING_PATH_OR_NAME:
+                if value.strip().lower() in KNOWN_DATASETS or value == "builtin" or ":" in value:
+                    continue  # a dataset name, the built-in ancestor, random:NAME or hf-hub:NAME
+                if "@" in value:
+                    path_part, at, suffix = value.rpartition("@")  # PATH@ARCH
+                if not path_part or not (base_dir / Path(path_part).expanduser()).exists():
+                    continue  # a hub name (or a missing path, reported as typed)
+            changes[f.name] = os.path.abspath(base_dir / Path(path_part).expanduser()) + at + suffix
         return dataclasses.replace(self, **changes) if changes else self
 
     def validate(self) -> TrainConfig:
