@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from typing import Any
 
 import streamlit as st
 import yaml
 
 from app import launch, runs_view, state
+from learngene.cli.training import LAUNCHER_CHOICES, SUBMITIT_CLUSTERS
 from learngene.errors import LearngeneError
 from learngene.training.config import (
     AMP_CHOICES,
+    BUILD,
     BUILTIN_DATASETS,
     DEVICE_CHOICES,
     FOLDER_DATASETS,
+    MODEL,
     TORCHVISION_DATASETS,
     TrainConfig,
+    field_kind,
+    setting_of,
+    text_parser,
+    value_text,
 )
 
 LAST_DESCENDANT = "last_descendant"  # set by the Descendants page
@@ -77,40 +86,102 @@ def descendant_img_size(model: dict[str, Any] | None) -> int | None:
         return None
 
 
-def recipe_fields(img_size: int | None = None) -> dict[str, Any]:
-    """The recipe, prefilled with the paper's defaults (TrainConfig's); the resolution follows the descendant."""
+def _label(name: str) -> str:
+    spec = setting_of(name)
+    return spec.label or name.replace("_", " ").capitalize()
+
+
+def _help(name: str) -> str:
+    return setting_of(name).help
+
+
+# The main grid of the recipe: (field, widget key) in rows of four; the widgets are tuned by hand (ranges, the
+# "0 = all" and "-1 = auto" conventions), their labels and help come from the fields' settings.
+MAIN_RECIPE = ("epochs", "max_steps", "batch_size", "img_size", "base_lr", "warmup_epochs", "weight_decay",
+               "label_smoothing", "mixup", "cutmix", "reprob", "randaugment", "amp", "device", "workers", "seed")
+# Fields set by the model and data widgets above the recipe.
+FORM_FIELDS = ("descendant", "model", "model_kwargs", "dataset", "data_root")
+
+
+def recipe_fields(img_size: int | None = None) -> dict[str, Any] | None:
+    """The recipe, prefilled with the paper's defaults (TrainConfig's); the resolution follows the descendant.
+
+    Every field without a widget of its own (and not a build-at-start option: the page trains saved descendants)
+    appears under "More settings", generated from the field's type and settings, so a new setting shows up here
+    without editing the page. Returns None after showing an error for unreadable text.
+    """
     d = TrainConfig()
     c = st.columns(4)
     fields = {
-        "epochs": c[0].number_input("Epochs", 1, 10_000, d.epochs, key="ft_epochs"),
-        "max_steps": c[1].number_input("Max steps (0 = all)", 0, 10_000_000, 0, key="ft_max_steps") or None,
-        "batch_size": c[2].number_input("Batch size (per process)", 1, 4096, d.batch_size, key="ft_batch"),
-        "img_size": c[3].number_input("Resolution (px)", 8, 1024, img_size or d.img_size, step=1, key="ft_img"),
+        "epochs": c[0].number_input(_label("epochs"), 1, 10_000, d.epochs, key="ft_epochs", help=_help("epochs")),
+        "max_steps": c[1].number_input("Max steps (0 = all)", 0, 10_000_000, 0, key="ft_max_steps",
+                                       help=_help("max_steps")) or None,
+        "batch_size": c[2].number_input(_label("batch_size"), 1, 4096, d.batch_size, key="ft_batch",
+                                        help=_help("batch_size")),
+        "img_size": c[3].number_input(_label("img_size"), 8, 1024, img_size or d.img_size, step=1, key="ft_img",
+                                      help=_help("img_size")),
     }
     c = st.columns(4)
-    fields["base_lr"] = c[0].number_input("Base lr (x batch / 512)", 0.0, 1.0, d.base_lr, format="%.2e", key="ft_lr")
-    fields["warmup_epochs"] = c[1].number_input("Warm-up epochs", 0.0, 1000.0, d.warmup_epochs, key="ft_warmup")
-    fields["weight_decay"] = c[2].number_input("Weight decay", 0.0, 10.0, d.weight_decay, key="ft_wd")
-    fields["label_smoothing"] = c[3].number_input("Label smoothing", 0.0, 0.99, d.label_smoothing, key="ft_ls")
+    fields["base_lr"] = c[0].number_input(_label("base_lr"), 0.0, 1.0, d.base_lr, format="%.2e", key="ft_lr",
+                                          help=_help("base_lr"))
+    fields["warmup_epochs"] = c[1].number_input(_label("warmup_epochs"), 0.0, 1000.0, d.warmup_epochs,
+                                                key="ft_warmup", help=_help("warmup_epochs"))
+    fields["weight_decay"] = c[2].number_input(_label("weight_decay"), 0.0, 10.0, d.weight_decay, key="ft_wd",
+                                               help=_help("weight_decay"))
+    fields["label_smoothing"] = c[3].number_input(_label("label_smoothing"), 0.0, 0.99, d.label_smoothing,
+                                                  key="ft_ls", help=_help("label_smoothing"))
     c = st.columns(4)
-    fields["mixup"] = c[0].number_input("Mixup alpha", 0.0, 10.0, d.mixup, key="ft_mixup")
-    fields["cutmix"] = c[1].number_input("CutMix alpha", 0.0, 10.0, d.cutmix, key="ft_cutmix")
-    fields["reprob"] = c[2].number_input("Random erasing", 0.0, 1.0, d.reprob, key="ft_reprob")
-    fields["randaugment"] = c[3].text_input("RandAugment", d.randaugment, key="ft_ra")
+    fields["mixup"] = c[0].number_input(_label("mixup"), 0.0, 10.0, d.mixup, key="ft_mixup", help=_help("mixup"))
+    fields["cutmix"] = c[1].number_input(_label("cutmix"), 0.0, 10.0, d.cutmix, key="ft_cutmix", help=_help("cutmix"))
+    fields["reprob"] = c[2].number_input(_label("reprob"), 0.0, 1.0, d.reprob, key="ft_reprob", help=_help("reprob"))
+    fields["randaugment"] = c[3].text_input(_label("randaugment"), d.randaugment, key="ft_ra",
+                                            help=_help("randaugment"))
     c = st.columns(4)
-    fields["amp"] = c[0].selectbox("AMP", AMP_CHOICES, key="ft_amp")
-    fields["device"] = c[1].selectbox("Device", DEVICE_CHOICES, key="ft_device")
-    fields["workers"] = c[2].number_input("Data workers (-1 = auto)", -1, 64, -1, key="ft_workers")
-    fields["seed"] = c[3].number_input("Seed", 0, 2**31 - 1, d.seed, key="ft_seed")
+    fields["amp"] = c[0].selectbox(_label("amp"), AMP_CHOICES, key="ft_amp", help=_help("amp"))
+    fields["device"] = c[1].selectbox(_label("device"), DEVICE_CHOICES, key="ft_device", help=_help("device"))
+    fields["workers"] = c[2].number_input("Data workers (-1 = auto)", -1, 64, -1, key="ft_workers",
+                                          help=_help("workers"))
+    fields["seed"] = c[3].number_input(_label("seed"), 0, 2**31 - 1, d.seed, key="ft_seed", help=_help("seed"))
     if fields["workers"] < 0:
         fields["workers"] = None
-    return {k: (int(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
+    fields = {k: (int(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
+    more = more_settings(exclude=set(fields) | set(FORM_FIELDS))
+    return None if more is None else {**fields, **more}
+
+
+def more_settings(exclude: set[str]) -> dict[str, Any] | None:
+    """A widget per remaining TrainConfig field (checkbox, choice or the flag's text), in an expander."""
+    d = TrainConfig()
+    fields: dict[str, Any] = {}
+    errors = []
+    with st.expander("More settings (each is a `learngene train` flag)"):
+        for f in dataclasses.fields(TrainConfig):
+            spec = setting_of(f.name)
+            if f.name in exclude or spec.group in (MODEL, BUILD):
+                continue
+            default, kind, key = getattr(d, f.name), field_kind(f.name), f"ft_more_{f.name}"
+            if kind.base is bool:
+                fields[f.name] = st.checkbox(_label(f.name), default, key=key, help=spec.help)
+            elif spec.choices and not kind.optional:
+                fields[f.name] = st.selectbox(_label(f.name), spec.choices, spec.choices.index(default), key=key,
+                                              help=spec.help)
+            else:
+                text = st.text_input(_label(f.name), value_text(f.name, default), key=key, help=spec.help)
+                try:
+                    fields[f.name] = text_parser(f.name)(text)
+                except argparse.ArgumentTypeError as error:
+                    errors.append(f"{_label(f.name)}: {error}")
+    if errors:
+        st.error("; ".join(errors))
+        return None
+    return fields
 
 
 def launcher_fields() -> tuple[str, dict[str, Any]]:
     names = {"local": "Local process", "torchrun": "torchrun (this machine's GPUs / several nodes)",
              "slurm": "SLURM (submitit)"}
-    kind = st.radio("Launcher", list(names), format_func=names.get, horizontal=True, key="ft_launcher")
+    kind = st.radio("Launcher", LAUNCHER_CHOICES, format_func=lambda k: names.get(k, k), horizontal=True,
+                    key="ft_launcher")
     options: dict[str, Any] = {}
     if kind == "torchrun":
         gpus = runs_view.manager().gpus
@@ -123,7 +194,7 @@ def launcher_fields() -> tuple[str, dict[str, Any]]:
         options["nodes"] = int(c[1].number_input("Nodes", 1, 512, 1, key="ft_nodes"))
         options["gpus_per_node"] = int(c[2].number_input("GPUs per node", 0, 16, 1, key="ft_gpn"))
         options["time_min"] = int(c[3].number_input("Time limit (min)", 1, 100_000, 60, key="ft_time"))
-        options["cluster"] = st.selectbox("submitit cluster", ("slurm", "local", "debug"), key="ft_cluster",
+        options["cluster"] = st.selectbox("submitit cluster", SUBMITIT_CLUSTERS, key="ft_cluster",
                                           help="local runs the SLURM-shaped job on this machine")
     return kind, options
 

@@ -8,68 +8,22 @@ sessions launching at the same moment never start the same run twice.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import shlex
 import threading
 from typing import Any
 
+from learngene.cli.training import run_command
 from learngene.training.config import TrainConfig
-
-# Launcher option name -> ``learngene train`` flag (the flags of learngene.cli.training.add_launcher_arguments).
-_LAUNCHER_FLAGS = {
-    "nproc_per_node": "--nproc-per-node", "nnodes": "--nnodes", "node_rank": "--node-rank",
-    "rdzv_endpoint": "--rdzv-endpoint", "rdzv_id": "--rdzv-id", "rdzv_backend": "--rdzv-backend",
-    "partition": "--partition", "nodes": "--nodes", "gpus_per_node": "--gpus-per-node", "time_min": "--time-min",
-    "cpus_per_task": "--cpus-per-task", "mem_gb": "--mem-gb", "cluster": "--cluster",
-}
-_BOOLEAN_FLAGS = ("ema", "channels_last", "compile", "deterministic")  # --x / --no-x
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def train_argv(config: TrainConfig, name: str | None = None, launcher: str = "local",
                launcher_options: dict[str, Any] | None = None, detach: bool = True) -> list[str]:
-    """The ``learngene train`` command line that queues exactly this run (only settings that differ from the
-    defaults are written)."""
-    argv = ["learngene", "train"]
-    defaults = TrainConfig().to_dict()
-    for field in dataclasses.fields(TrainConfig):
-        value = getattr(config, field.name)
-        if value == defaults[field.name]:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "model_kwargs":
-            for key, item in value.items():
-                argv += ["--model-arg", f"{key}={json.dumps(item) if not isinstance(item, str) else item}"]
-        elif field.name == "download":
-            argv.append("--no-download")
-        elif field.name in _BOOLEAN_FLAGS:
-            argv.append(flag if value else "--no-" + field.name.replace("_", "-"))
-        else:
-            argv += [flag, _text(value)]
-    if name:
-        argv += ["--name", name]
-    if launcher != "local":
-        argv += ["--launcher", launcher]
-    for key, value in (launcher_options or {}).items():
-        if value is None:
-            continue
-        if key == "extra":
-            for extra_key, extra_value in value.items():
-                argv += ["--sbatch", f"{extra_key}={extra_value}"]
-        elif key in _LAUNCHER_FLAGS:
-            argv += [_LAUNCHER_FLAGS[key], str(value)]
-    if detach:
-        argv.append("--detach")
-    return argv
+    """The ``learngene train`` command line that queues exactly this run (the CLI's own renderer,
+    :func:`learngene.cli.training.run_command`: only settings that differ from the defaults are written)."""
+    argv = run_command(config, name=name, launcher=launcher, launcher_options=launcher_options)
+    return argv + (["--detach"] if detach else [])
 
 
 def command_text(argv: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def live_panel(run_id: str) -> str | None:
     right.plotly_chart(curves_figure([("lr", train, "lr")], "Learning rate", "lr"), key=f"lr_{run_id}")
     with st.expander("Log tail", expanded=state == "failed"):
         st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
-    st.caption("Launch command: " + " ; ".join(run.get("command") or []))
+    st.caption("Equivalent command: " + shlex.join(run.get("command") or []))
     return state
 
 

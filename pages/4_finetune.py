@@ -17,7 +17,7 @@ st.subheader("Launcher")
 launcher, options = view.launcher_fields()
 name = st.text_input("Run name (optional)", key="ft_name").strip() or None
 
-config = view.make_config({**model, **data, **recipe}) if model is not None else None
+config = view.make_config({**model, **data, **recipe}) if model is not None and recipe is not None else None
 if config is not None:
     st.markdown("**Equivalent command**")
     st.code(launch.command_text(launch.train_argv(config, name, launcher, options)), language="bash")

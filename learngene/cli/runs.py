@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -140,7 +141,8 @@ def run_show(args: argparse.Namespace) -> int:
     for label, value in rows:
         if value not in (None, "", "-") or label in ("state", "step"):
             print(f"{label:<12} {value}")
-    print("command      " + "\n             ".join(record["command"]))
+    print("command      " + shlex.join(record["command"]))
+    print("launch       " + "\n             ".join(manager.describe(record["run_id"])))
     if record["error_tail"]:
         print("\n" + record["error_tail"])
     return 0

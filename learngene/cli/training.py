@@ -11,13 +11,54 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from learngene.errors import LearngeneError
+from learngene.training.config import config_to_argv, yaml_text
 
 LAUNCHER_CHOICES = ("local", "torchrun", "slurm")
+# submitit clusters the SLURM launcher accepts (its in-process "debug" cluster only runs a job when its result is
+# awaited, which a detached run never does). The app's choice list comes from here too.
+SUBMITIT_CLUSTERS = ("slurm", "local")
+SBATCH_OPTION = "extra"  # the launcher option that --sbatch KEY=VALUE fills
+
+
+@dataclass(frozen=True)
+class LauncherFlag:
+    """One launcher option on the command line: ``--nproc-per-node`` is the torchrun option ``nproc_per_node``."""
+
+    name: str
+    launcher: str
+    type: Callable[[str], Any]
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+# The one table of launcher flags: parsed by add_launcher_arguments, rendered by launcher_argv.
+LAUNCHER_FLAGS = (
+    LauncherFlag("nproc_per_node", "torchrun", int, "processes (GPUs) per node"),
+    LauncherFlag("nnodes", "torchrun", int, "number of nodes"),
+    LauncherFlag("node_rank", "torchrun", int, "this node's rank"),
+    LauncherFlag("rdzv_endpoint", "torchrun", str, "rendezvous HOST:PORT (several nodes)"),
+    LauncherFlag("rdzv_id", "torchrun", str, "rendezvous job id"),
+    LauncherFlag("rdzv_backend", "torchrun", str, "rendezvous backend (default c10d)"),
+    LauncherFlag("partition", "slurm", str, "partition"),
+    LauncherFlag("nodes", "slurm", int, "number of nodes"),
+    LauncherFlag("gpus_per_node", "slurm", int, "GPUs per node"),
+    LauncherFlag("time_min", "slurm", int, "time limit in minutes"),
+    LauncherFlag("cpus_per_task", "slurm", int, "CPUs per task"),
+    LauncherFlag("mem_gb", "slurm", float, "memory per node in GB"),
+    LauncherFlag("cluster", "slurm", str, "submitit cluster (local runs the SLURM-shaped job on this machine)",
+                 SUBMITIT_CLUSTERS),
+)
 
 
 def _key_value(text: str) -> tuple[str, Any]:
@@ -41,53 +82,69 @@ def add_follow_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
-    """Launcher choice and its options (torchrun rendezvous, SLURM resources)."""
+    """Launcher choice and its options (torchrun rendezvous, SLURM resources), from :data:`LAUNCHER_FLAGS`."""
     group = parser.add_argument_group("launcher")
     group.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
                        help="local process (default), torchrun over this machine's GPUs / several nodes, or SLURM")  # fmt: skip
     group.add_argument("--slots", type=int, default=None,
                        help="runs allowed at once on this machine (default: one per GPU, else 1)")  # fmt: skip
-    group.add_argument("--nproc-per-node", type=int, help="torchrun: processes (GPUs) per node")
-    group.add_argument("--nnodes", type=int, help="torchrun: number of nodes")
-    group.add_argument("--node-rank", type=int, help="torchrun: this node's rank")
-    group.add_argument("--rdzv-endpoint", help="torchrun: rendezvous HOST:PORT (several nodes)")
-    group.add_argument("--rdzv-id", help="torchrun: rendezvous job id")
-    group.add_argument("--rdzv-backend", help="torchrun: rendezvous backend (default c10d)")
-    group.add_argument("--partition", help="slurm: partition")
-    group.add_argument("--nodes", type=int, help="slurm: number of nodes")
-    group.add_argument("--gpus-per-node", type=int, help="slurm: GPUs per node")
-    group.add_argument("--time-min", type=int, help="slurm: time limit in minutes")
-    group.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per task")
-    group.add_argument("--mem-gb", type=float, help="slurm: memory per node in GB")
+    for option in LAUNCHER_FLAGS:
+        group.add_argument(option.flag, dest=option.name, type=option.type, choices=option.choices,
+                           help=f"{option.launcher}: {option.help}")  # fmt: skip
     group.add_argument("--sbatch", action="append", type=_key_value, metavar="KEY=VALUE",
                        help="slurm: extra sbatch option, repeatable (e.g. account=proj, qos=high)")  # fmt: skip
-    group.add_argument("--cluster", choices=("slurm", "local"),
-                       help="slurm: submitit cluster (local runs the SLURM-shaped job on this machine)")  # fmt: skip
-
-
-_LAUNCHER_FLAGS = {
-    "torchrun": ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint", "rdzv_id", "rdzv_backend"),
-    "slurm": ("partition", "nodes", "gpus_per_node", "time_min", "cpus_per_task", "mem_gb", "cluster"),
-}
 
 
 def launcher_options(args: argparse.Namespace) -> dict[str, Any]:
     """The launcher keyword arguments given on the command line; flags of another launcher are an error."""
     options: dict[str, Any] = {}
-    for launcher, names in _LAUNCHER_FLAGS.items():
-        for name in names:
-            value = getattr(args, name, None)
-            if value is None:
-                continue
-            if launcher != args.launcher:
-                flag = "--" + name.replace("_", "-")
-                raise LearngeneError(f"{flag} is a {launcher} option; add --launcher {launcher}")
-            options[name] = value
+    for option in LAUNCHER_FLAGS:
+        value = getattr(args, option.name, None)
+        if value is None:
+            continue
+        if option.launcher != args.launcher:
+            raise LearngeneError(f"{option.flag} is a {option.launcher} option; add --launcher {option.launcher}")
+        options[option.name] = value
     if getattr(args, "sbatch", None):
         if args.launcher != "slurm":
             raise LearngeneError("--sbatch is a slurm option; add --launcher slurm")
-        options["extra"] = dict(args.sbatch)
+        options[SBATCH_OPTION] = dict(args.sbatch)
     return options
+
+
+def launcher_argv(launcher: str = "local", options: dict[str, Any] | None = None) -> list[str]:
+    """The flags that give ``launcher`` with ``options`` (the inverse of :func:`launcher_options`).
+
+    Options without a flag (``standalone``, a test's ``worker_module``) and None values are left out.
+    """
+    argv = [] if launcher == "local" else ["--launcher", launcher]
+    options = options or {}
+    for option in LAUNCHER_FLAGS:
+        value = options.get(option.name)
+        if value is not None and option.launcher == launcher:
+            text = str(value)
+            argv += [f"{option.flag}={text}"] if text.startswith("-") else [option.flag, text]
+    for key, value in (options.get(SBATCH_OPTION) or {}).items():
+        argv += ["--sbatch", f"{key}={yaml_text(value)}"]
+    return argv
+
+
+def run_command(config, name: str | None = None, launcher: str = "local",
+                launcher_options: dict[str, Any] | None = None, always: tuple[str, ...] = ()) -> list[str]:
+    """The ``learngene train`` argument list that queues exactly this run (settings that differ from the
+    defaults, the name and the launcher); ``learngene train <it> --dry-run --json`` shows the same config.
+
+    Args:
+        config: A :class:`~learngene.training.config.TrainConfig`.
+        name: The run's label, if it has one.
+        launcher: ``local``, ``torchrun`` or ``slurm``.
+        launcher_options: The launcher's keyword arguments.
+        always: Fields to write even at their default value.
+    """
+    argv = ["learngene", "train", *config_to_argv(config, always)]
+    if name:
+        argv += ["--name", name]
+    return argv + launcher_argv(launcher, launcher_options)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -104,8 +161,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--name", help="a label for the run (default: its id)")
     add_run_arguments(group)
     add_follow_arguments(group)
+    group.add_argument("--dry-run", action="store_true",
+                       help="validate and show the resolved config and the equivalent command; launch and write "
+                       "nothing (with --json: {\"config\": ..., \"command\": [...]})")  # fmt: skip
     add_launcher_arguments(parser)
     parser.set_defaults(func=run_train)
+
+
+def dry_run(config, name: str | None, launcher: str, options: dict[str, Any], as_json: bool) -> int:
+    """Print what ``learngene train`` would queue; the launcher options are checked, nothing is written."""
+    from learngene.runs.launchers import make_launcher
+
+    make_launcher(launcher, options)  # rejects bad launcher options exactly as a real submission would
+    command = run_command(config, name=name, launcher=launcher, launcher_options=options)
+    if as_json:
+        print(json.dumps({"config": config.to_dict(), "command": command, "launcher": launcher,
+                          "launcher_options": options}))  # fmt: skip
+    else:
+        import shlex
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        print(f"# equivalent command\n{shlex.join(command)}")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -113,7 +190,9 @@ def run_train(args: argparse.Namespace) -> int:
     from learngene.training.config import config_from_args
 
     options = launcher_options(args)
-    config = config_from_args(args)  # validates: bad configs never reach the registry
+    config = config_from_args(args)  # validates (paths made absolute): bad configs never reach the registry
+    if args.dry_run:
+        return dry_run(config, args.name, args.launcher, options, args.json)
     manager = RunManager(args.runs_dir, slots=args.slots)
     run_id = manager.submit(config, name=args.name, launcher=args.launcher, launcher_options=options)
     return launched(manager, run_id, detach=args.detach, as_json=args.json)

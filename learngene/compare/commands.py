@@ -12,34 +12,9 @@ from learngene.compare.execute import STATS_FILE, descendant_dir
 from learngene.compare.plan import ComparisonPlan, Job, dataset_classes, dataset_key
 from learngene.errors import LearngeneError
 
-# TrainConfig booleans whose flag is --name / --no-name (BooleanOptionalAction); ``download`` only has --no-download.
-_BOOLEAN_FLAGS = ("ema", "channels_last", "compile", "deterministic")
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-def recipe_flags(values: dict[str, Any]) -> list[str]:
-    """``learngene train`` flags for TrainConfig values that differ from the defaults."""
-    from learngene.training.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()
-    argv: list[str] = []
-    for name, value in values.items():
-        if name not in defaults or value == defaults[name] or name == "model_kwargs":
-            continue
-        if name == "download":
-            argv.append("--no-download" if not value else "")
-        elif name in _BOOLEAN_FLAGS:
-            argv.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
-        elif value is None:
-            argv += [_flag(name), "none"]
-        elif isinstance(value, (list, tuple)):
-            argv += [_flag(name), ",".join(map(str, value))]
-        else:
-            argv += [_flag(name), str(value)]
-    return [a for a in argv if a]
 
 
 def _groups_text(groups) -> str:
@@ -84,12 +59,14 @@ def build_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
 
 
 def train_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
-    """The ``learngene train`` argument list that fine-tunes the job's descendant as a tracked run."""
+    """The ``learngene train`` argument list that fine-tunes the job's descendant as a tracked run (rendered by
+    :func:`learngene.cli.training.run_command`, the one renderer of run settings)."""
+    from learngene.cli.training import run_command
+
     config = plan.train_config(job, descendant_dir(Path(out), job))
-    argv = ["learngene", "train", "--descendant", config.descendant, "--dataset", config.dataset,
-            "--seed", str(config.seed)]
-    rest = {k: v for k, v in config.to_dict().items() if k not in ("descendant", "dataset", "seed")}
-    return argv + recipe_flags(rest) + ["--name", plan.run_name(job, out), "--detach"]
+    # The model, data and seed are spelled out: they are what tells one job's command from the next.
+    always = ("descendant", "dataset", "seed")
+    return run_command(config, name=plan.run_name(job, out), always=always) + ["--detach"]
 
 
 def _validate_config(config) -> None:

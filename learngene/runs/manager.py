@@ -55,8 +55,7 @@ def _config_dict(config: Any) -> dict[str, Any]:
         config = TrainConfig.from_dict(config)
     if not isinstance(config, TrainConfig):
         raise LearngeneError(f"expected a TrainConfig, got {type(config).__name__}")
-    config.validate()
-    return config.to_dict()
+    return config.resolved().validate().to_dict()  # paths absolute: the worker runs in the run directory
 
 
 def _signal_text(code: int | None) -> str:
@@ -84,8 +83,8 @@ class RunManager:
     ``launcher_options`` (dict), ``host``, ``exit_code``, ``error_tail``, ``run_dir``, ``config`` (dict),
     ``parent_run_id``, ``resume``, ``attempts``, ``stop_requested``) plus the latest metrics (``step``, ``epoch``,
     ``total_steps``, ``best_top1``, ``top1``, ``loss``, ``eta_s``, ``images_per_s``, ``progress`` in [0, 1] or
-    None), ``message`` (the worker's final message, if any), ``has_checkpoint`` and ``command`` (equivalent shell
-    lines).
+    None), ``message`` (the worker's final message, if any), ``has_checkpoint`` and ``command`` (the
+    ``learngene train`` argument list that queues the run again).
     """
 
     def __init__(
@@ -343,8 +342,13 @@ class RunManager:
         if result and result.get("best_top1") is not None and record["best_top1"] is None:
             record["best_top1"] = result["best_top1"]
         record["has_checkpoint"] = (Path(row["run_dir"]) / rundir.LAST_CHECKPOINT).is_file()
-        try:
-            record["command"] = self._launcher(row).describe(row["run_dir"], bool(row.get("resume")))
+        try:  # the `learngene train` argv that queues this run again (learngene.cli.training.run_command)
+            from learngene.cli.training import run_command
+            from learngene.training.config import TrainConfig
+
+            name = None if row["name"] == row["run_id"] else row["name"]
+            record["command"] = run_command(TrainConfig.from_dict(record["config"]), name, row["launcher"],
+                                            record["launcher_options"])  # fmt: skip
         except LearngeneError:
             record["command"] = []
         return record

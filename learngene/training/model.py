@@ -58,6 +58,24 @@ def _fit_head_and_size(model: nn.Module, num_classes: int, img_size: int) -> nn.
     return model
 
 
+def set_drop_path(model: nn.Module, rate: float) -> nn.Module:
+    """Stochastic depth on every block, rising linearly from 0 at the first block to ``rate`` at the last.
+
+    The same schedule as ``timm.create_model(..., drop_path_rate=rate)``; applied after the fact because a saved
+    or freshly built descendant is created without it. A model without ``blocks`` of timm ViT blocks is left alone.
+    """
+    import torch
+    from timm.layers import DropPath
+
+    blocks = list(getattr(model, "blocks", []) or [])
+    rates = [value.item() for value in torch.linspace(0, rate, len(blocks))]  # timm's own rounding
+    for block, block_rate in zip(blocks, rates, strict=True):
+        for attr in ("drop_path1", "drop_path2"):
+            if hasattr(block, attr):
+                setattr(block, attr, DropPath(block_rate) if block_rate > 0 else nn.Identity())
+    return model
+
+
 def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
     """Build the descendant at start, exactly as ``learngene build`` would (statistics from ``config.stats``, else
     computed on the built-in probe images)."""
@@ -108,6 +126,7 @@ def build_model(config: TrainConfig, num_classes: int) -> tuple[nn.Module, tuple
     else:
         model = _build_from_ancestor(config, num_classes)
     model = _fit_head_and_size(model, num_classes, config.img_size)
+    set_drop_path(model, config.drop_path)  # every source: a descendant is saved and built without it
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))

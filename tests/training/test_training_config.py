@@ -88,3 +88,86 @@ def test_workers_zero_means_the_main_process_not_automatic():
     add_train_arguments(parser)
     assert config_from_args(parser.parse_args(["--model", "vit_tiny_patch16_224", "--workers", "0"])).workers == 0
     assert config_from_args(parser.parse_args(["--model", "vit_tiny_patch16_224", "--workers", "auto"])).workers is None
+
+
+# --- typed values (from_dict is the gate of YAML configs, the app and `runs clone KEY=VALUE`) ---------------------
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("epochs", "abc", "epochs must be an integer"),
+        ("batch_size", 1.5, "batch_size must be an integer"),
+        ("ema", "maybe", "ema must be true or false"),
+        ("heads", "x", "heads must be a list of integers"),
+        ("lr", "fast", "lr must be a number or none"),
+        ("epochs", True, "epochs must be an integer"),  # a YAML `yes` is not a number
+        ("dataset", 10, "dataset must be a string"),
+        ("model_kwargs", [1, 2], "model_kwargs must be a mapping"),
+        ("img_size", None, "img_size must be an integer, got None"),
+    ],
+)
+def test_from_dict_names_the_field_and_type_in_one_line(key, value, expected):
+    with pytest.raises(LearngeneError, match=expected) as error:
+        TrainConfig.from_dict({key: value})
+    assert "\n" not in str(error.value)
+
+
+def test_wrong_type_in_a_yaml_file_is_one_line(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: vit_tiny_patch16_224\nepochs: abc\n")
+    with pytest.raises(LearngeneError, match=r"^training config: epochs must be an integer, got 'abc'$"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+
+
+def test_from_dict_accepts_what_each_type_allows(tmp_path):
+    cfg = TrainConfig.from_dict({"lr": 1, "max_steps": "none", "heads": "6,6,4", "clip_grad": None, "ema": True,
+                                 "descendant": tmp_path})
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.descendant == str(tmp_path)
+    assert cfg.max_steps is None and cfg.heads == [6, 6, 4] and cfg.clip_grad is None and cfg.ema is True
+
+
+def test_validate_checks_types_of_a_config_built_in_python():
+    with pytest.raises(LearngeneError, match="epochs must be an integer"):
+        TrainConfig(model="vit_tiny_patch16_224", epochs="3").validate()
+
+
+def test_model_arg_may_not_set_what_a_flag_sets():
+    with pytest.raises(LearngeneError, match=r"--model-arg img_size=32 conflicts .*pass --img-size 32"):
+        TrainConfig(model="vit_tiny_patch16_224", model_kwargs={"img_size": 32}).validate()
+    with pytest.raises(LearngeneError, match="pass --drop-path 0.2"):
+        TrainConfig(model="vit_tiny_patch16_224", model_kwargs={"drop_path_rate": 0.2}).validate()
+
+
+def test_choice_mirrors_equal_the_descendant_spec_constants():
+    from learngene.descendant import spec
+    from learngene.training import config
+
+    assert config.INIT_CHOICES == tuple(spec.INIT_METHODS)
+    assert config.HEAD_ORDER_CHOICES == tuple(spec.HEAD_ORDERS)
+    assert config.CENTROID_CHOICES == tuple(spec.CENTROIDS)
+    assert config.TRANSFORM_INIT_CHOICES == tuple(spec.TRANSFORM_INITS)
+    assert config.SCHEDULE_CHOICES == tuple(spec.SCHEDULES)
+
+
+# --- paths are absolute from submission on (the worker runs inside its run directory) ------------------------------
+def test_resolved_makes_local_paths_absolute_and_leaves_names_alone(tmp_path):
+    (tmp_path / "desc").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "weights.pth").write_bytes(b"")
+    cfg = TrainConfig(descendant="desc/", dataset="images", data_root="data", stats="s.json")
+    out = cfg.resolved(tmp_path)
+    assert out.descendant == str(tmp_path / "desc") and out.dataset == str(tmp_path / "images")
+    assert out.data_root == str(tmp_path / "data") and out.stats == str(tmp_path / "s.json")
+    assert out.resolved(tmp_path / "elsewhere") == out  # idempotent
+    assert TrainConfig(ancestor="weights.pth@deit_tiny_patch16_224").resolved(tmp_path).ancestor == (
+        f"{tmp_path / 'weights.pth'}@deit_tiny_patch16_224"
+    )
+    for name in ("builtin", "random:vit_tiny_patch16_224", "vit_small_patch16_224.augreg_in21k"):
+        assert TrainConfig(ancestor=name).resolved(tmp_path).ancestor == name
+    assert TrainConfig(dataset="digits").resolved(tmp_path).dataset == "digits"
+
+
+def test_config_from_args_resolves_against_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "desc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    parser = add_train_arguments(argparse.ArgumentParser())
+    cfg = config_from_args(parser.parse_args(["--descendant", "desc/"]))
+    assert cfg.descendant == str(tmp_path / "desc")
