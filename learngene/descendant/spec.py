@@ -13,47 +13,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from learngene.ancestors import AncestorSummary
+
+# The option names live in one torch-free module (the training config and the CLI offer them too).
+from learngene.design_options import (  # noqa: E402,F401 - re-exported
+    BY_INDEX_SUFFIX,
+    CENTROIDS,
+    HEAD_ORDERS,
+    INIT_METHODS,
+    LAYER_BASELINES,
+    LAYERS_ONLY_BASELINES,
+    PARITY_MODES,
+    SCHEDULE_HELP,
+    SCHEDULES,
+    TRANSFORM_INITS,
+)
 from learngene.errors import LearngeneError
 
-INIT_METHODS = (
-    "cluster-learngene",
-    "scratch",
-    "heuristic-learngene",
-    "auto-learngene",
-    "pretrained-prune",
-    "ancestor",
-    "heuristic-learngene-layers-only",
-    "auto-learngene-layers-only",
-)
-# The layer-copying baselines. The plain names follow the authors' loader (the copied layers plus the patch
-# embedding, class token, position embedding and final norm); the ``-layers-only`` names copy the layers alone, as
-# the paper's prose describes them.
-LAYER_BASELINES = ("heuristic-learngene", "auto-learngene")
-LAYERS_ONLY_BASELINES = ("heuristic-learngene-layers-only", "auto-learngene-layers-only")
-# ``none``: this project's reading of the paper. ``authors``: reproduce the authors' code (learngene.descendant.parity).
-PARITY_MODES = ("none", "authors")
-HEAD_ORDERS = ("priority", "original", "ascending-mad", "descending-mad")
-CENTROIDS = ("nearest", "average")
-TRANSFORM_INITS = ("default", "identity")
-# Width ratio per third. Named after the width ratio: "decreasing" runs w = 2, 1.5, 1 from the first third to the
-# last, so the *head count* grows with depth; "increasing" is the reverse. Two rules cut the thirds:
-# - "decreasing" / "increasing" (this project): thirds of the *descendant's* depth, so every descendant gets all
-#   three widths (6 layers of DeiT-S: [3, 3, 4, 4, 6, 6]);
-# - "decreasing-by-index" / "increasing-by-index" (the authors' code): thirds of the *ancestor's* depth by absolute
-#   layer index (12 layers: w = 2 for layers 0-3, 1.5 for 4-7, 1 for 8-11), so a 6-layer DeiT-S descendant gets
-#   [3, 3, 3, 3, 4, 4].
-SCHEDULES = {
-    "decreasing": (2.0, 1.5, 1.0),
-    "increasing": (1.0, 1.5, 2.0),
-    "decreasing-by-index": (2.0, 1.5, 1.0),
-    "increasing-by-index": (1.0, 1.5, 2.0),
-}
-BY_INDEX_SUFFIX = "-by-index"
-SCHEDULE_HELP = (
-    "decreasing (W = 2, 1.5, 1 over the thirds of the descendant's depth) | increasing (1, 1.5, 2) | "
-    "decreasing-by-index / increasing-by-index (the authors' rule: thirds of the ancestor's layer index, "
-    "W = 2 for layers 0-3, 1.5 for 4-7, 1 for 8-11)"
-)
 # The classifier must have at least one class; the upper bound only catches typos (an extra zero or two).
 MAX_CLASSES = 1_000_000
 # A head-less ancestor (a feature backbone such as the built-in one) is sized with an ImageNet-1k classifier, like

@@ -18,17 +18,18 @@ from typing import Any
 
 import yaml
 
+from learngene import design_options
 from learngene.errors import LearngeneError
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-# Mirrors of learngene.descendant.spec's INIT_METHODS, HEAD_ORDERS, CENTROIDS, TRANSFORM_INITS and SCHEDULES (not
-# imported: that module pulls in torch and timm); tests/training/test_training_config.py checks they are equal.
-INIT_CHOICES = ("cluster-learngene", "scratch", "heuristic-learngene", "auto-learngene", "pretrained-prune", "ancestor")
-HEAD_ORDER_CHOICES = ("priority", "original", "ascending-mad", "descending-mad")
-CENTROID_CHOICES = ("nearest", "average")
-TRANSFORM_INIT_CHOICES = ("default", "identity")
-SCHEDULE_CHOICES = ("decreasing", "increasing")
+# The descendant design options come from their one torch-free source.
+INIT_CHOICES = design_options.INIT_METHODS
+HEAD_ORDER_CHOICES = design_options.HEAD_ORDERS
+CENTROID_CHOICES = design_options.CENTROIDS
+TRANSFORM_INIT_CHOICES = design_options.TRANSFORM_INITS
+SCHEDULE_CHOICES = tuple(design_options.SCHEDULES)
+PARITY_CHOICES = design_options.PARITY_MODES
 
 # Built-in datasets that need no network, and the torchvision / folder-layout datasets of the paper. Kept here (not in
 # data.py) so validation stays cheap: importing this module must not import torchvision.
@@ -115,7 +116,7 @@ class TrainConfig:
     width_ratio: float | None = setting(None, group=BUILD, help="heads per layer = ancestor heads / ratio")
     heads: list[int] | None = setting(None, group=BUILD, help="per-layer head counts, e.g. 6,6,4,4")
     schedule: str | None = setting(None, group=BUILD, choices=SCHEDULE_CHOICES,
-                                   help="heads-per-layer schedule of the paper")
+                                   help="heads-per-layer schedule: " + design_options.SCHEDULE_HELP)
     stats: str | None = setting(None, group=BUILD, path=PATH, help="head statistics file to cluster from")
     eps: float | None = setting(None, group=BUILD, help="clustering Eps in pixels (none: 10)")
     min_heads: int | None = setting(None, group=BUILD, help="clustering MinHds (none: 1)")
@@ -126,7 +127,11 @@ class TrainConfig:
     train_transform: bool = setting(False, group=BUILD, help="keep the FFN transformation T in the graph and train it")
     transform_init: str = setting("default", group=BUILD, choices=TRANSFORM_INIT_CHOICES,
                                   help="T's initialisation (default: the authors')")
-    drop_path: float = setting(0.1, group=REGULARISATION, help="stochastic depth rate of the last block", label="Drop path")
+    parity: str = setting("none", group=BUILD, choices=PARITY_CHOICES,
+                          help="authors: reproduce the authors' code (their S_l lists, FFN groups, qkv chunks without "
+                          "bias, W_O columns; DeiT-Ti/S/B ancestors only); see docs/fidelity.md")
+    # The authors' code never sets drop path (0); timm's DeiT recipe uses 0.1. Fidelity first: 0 by default.
+    drop_path: float = setting(0.0, group=REGULARISATION, help="stochastic depth rate of the last block", label="Drop path")
     # --- data ---------------------------------------------------------------------------------------------------
     dataset: str = setting("digits", group=DATA, path=EXISTING_PATH_OR_NAME,
                            help=f"one of {', '.join(KNOWN_DATASETS)} or an image folder")

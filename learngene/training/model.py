@@ -91,7 +91,8 @@ def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
                           heads=tuple(config.heads) if config.heads else None, schedule=config.schedule,
                           img_size=config.img_size, num_classes=num_classes, init=config.init, seed=config.seed,
                           ffn_groups=groups, head_order=config.head_order, centroid=config.centroid,
-                          train_transform=config.train_transform, transform_init=config.transform_init)
+                          train_transform=config.train_transform, transform_init=config.transform_init,
+                          parity=config.parity)
     ancestor = load_ancestor(config.ancestor)
     spec = spec.resolve(ancestor.summary)
     distances, provenance = None, {}
