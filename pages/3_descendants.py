@@ -23,7 +23,7 @@ if spec is not None:
 
 st.subheader("Build and save")
 if spec is not None and size is not None:
-    folder = st.text_input("Save to", view.default_folder(spec), key="d_folder")
+    folder = view.save_folder_input(spec)
     overwrite = st.checkbox("Overwrite if it exists", key="d_overwrite")
     if st.button("Build and save", type="primary", key="d_build"):
         with st.spinner("Building the descendant…"):
