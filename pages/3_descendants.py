@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from app import ancestor_view, nav, resources, state
 from app import descendant_view as view
-from app import nav, resources, state
 
 st.title("Descendants")
 choice = state.current_choice()
@@ -22,6 +22,11 @@ if spec is not None:
     view.scale_chart(summary, spec, size)
 
 st.subheader("Build and save")
+if spec is not None and size is not None and spec.init == "cluster-learngene" and resources.saved_statistics(choice) is None:
+    probes = "the built-in photos" if choice.probes == "builtin" else choice.probes
+    st.warning(f"No head statistics for this ancestor on {probes} yet. Build and save would cluster the heads on "
+               "statistics computed on the fly from the built-in photos. Compute them on your probe set first:")
+    ancestor_view.ensure_statistics(choice, auto=False)
 if spec is not None and size is not None:
     folder = view.save_folder_input(spec)
     overwrite = st.checkbox("Overwrite if it exists", key="d_overwrite")
