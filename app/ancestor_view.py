@@ -125,6 +125,20 @@ def architecture_card(summary) -> None:
     )
 
 
+def current_statistics(choice: Choice):
+    """Statistics uploaded in this session (when they fit the ancestor), else those saved for ``choice``, else None."""
+    from app.uploaded_stats import SESSION_KEY, uploaded_statistics
+
+    if st.session_state.get(SESSION_KEY):
+        try:
+            uploaded = uploaded_statistics(resources.ancestor_for(choice).summary)
+        except LearngeneError:
+            uploaded = None
+        if uploaded is not None:
+            return uploaded
+    return resources.saved_statistics(choice)
+
+
 def ensure_statistics(choice: Choice, *, auto: bool):
     """The statistics for ``choice`` if they exist (memory or disk); else None, after showing how they come.
 
@@ -134,7 +148,7 @@ def ensure_statistics(choice: Choice, *, auto: bool):
     """
     from app import jobs
 
-    stats = resources.saved_statistics(choice)
+    stats = current_statistics(choice)
     if stats is not None:
         return stats
     job = jobs.board.get(resources.statistics_job_key(choice))

@@ -177,7 +177,9 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     eps, min_heads = state.thresholds()
     try:
         ancestor = resources.ancestor_for(choice)
-        stats = resources.saved_statistics(choice)
+        from app.ancestor_view import current_statistics
+
+        stats = current_statistics(choice)
         distances = stats.mean_attention_distance if stats is not None else None
         descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})
