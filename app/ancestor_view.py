@@ -125,27 +125,67 @@ def architecture_card(summary) -> None:
     )
 
 
+def current_statistics(choice: Choice):
+    """Statistics uploaded in this session (when they fit the ancestor), else those saved for ``choice``, else None."""
+    from app.uploaded_stats import SESSION_KEY, uploaded_statistics
+
+    if st.session_state.get(SESSION_KEY):
+        try:
+            uploaded = uploaded_statistics(resources.ancestor_for(choice).summary)
+        except LearngeneError:
+            uploaded = None
+        if uploaded is not None:
+            return uploaded
+    return resources.saved_statistics(choice)
+
+
 def ensure_statistics(choice: Choice, *, auto: bool):
-    """The statistics for ``choice``: from memory or disk, else computed with a progress bar (``auto``) or on a
-    button press. Returns None when there are none yet or the computation failed (the error is shown)."""
-    stats = resources.saved_statistics(choice)
+    """The statistics for ``choice`` if they exist (memory or disk); else None, after showing how they come.
+
+    They are computed by a background job (:mod:`app.jobs`) shared by every session: started on a button press, or
+    at once with ``auto``. While it runs, a progress bar follows it (it survives reruns, page switches and browser
+    refreshes) and the page reruns by itself when the job ends.
+    """
+    from app import jobs
+
+    stats = current_statistics(choice)
     if stats is not None:
         return stats
-    if not auto and not st.button("Compute statistics", type="primary", key="compute_stats"):
-        st.info("No statistics for this ancestor and probe set yet: compute them (once; they are saved).")
-        return None
-    bar = st.progress(0.0, text="Loading the ancestor and probe images…")
-    try:
-        resources.ancestor_for(choice)
-        stats = resources.compute_statistics(
-            choice, progress=lambda done, total: bar.progress(done / total, text=f"Attention statistics: {done}/{total} images")
-        )
-    except LearngeneError as error:
-        bar.empty()
-        st.error(str(error))
-        return None
-    bar.empty()
-    return stats
+    job = jobs.board.get(resources.statistics_job_key(choice))
+    if job is not None and job.finished and not job.failed:
+        jobs.board.forget(job.key)  # succeeded, yet the file is gone (deleted meanwhile): offer to compute again
+        job = None
+    if job is None or job.failed:
+        if job is not None:
+            st.error(f"Computing the statistics failed: {job.error}")
+        if not auto and not st.button("Compute statistics", type="primary", key="compute_stats"):
+            st.info("No statistics for this ancestor and probe set yet: compute them (once; they are saved). "
+                    "The work runs in the background: you may keep using the app meanwhile.")
+            return None
+        try:
+            with st.spinner("Loading the ancestor and probe images…"):
+                job = resources.start_statistics_job(choice)
+        except LearngeneError as error:
+            st.error(str(error))
+            return None
+    statistics_progress(resources.statistics_job_key(choice))
+    return None
+
+
+def statistics_progress(key: str) -> None:
+    """A progress bar that follows the job ``key`` and reruns the page once it has finished."""
+    from app import jobs
+
+    @st.fragment(run_every=1.0)
+    def follow() -> None:
+        job = jobs.board.get(key)
+        if job is None or job.finished:
+            st.rerun()
+        text = (f"{job.label}: {job.done}/{job.total} images (computing in the background)" if job.total
+                else f"{job.label}: starting…")
+        st.progress(job.fraction, text=text)
+
+    follow()
 
 
 def statistics_panel(stats) -> None:

@@ -17,6 +17,19 @@ PALETTE = [
     "#6baed6", "#fdae6b", "#a1d99b", "#ad494a",
 ]
 NOISE_COLOUR = "#c8c8c8"
+# One colour per layer where layers are told apart by colour (Eps sweep lines, heads in 2-D): plotly's qualitative
+# Dark24, 24 distinct hues, so a 12- or 24-layer ancestor never shows two layers in one colour (the default
+# 10-colour cycle painted layers 0/10 and 1/11 alike).
+LAYER_PALETTE = [
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB",
+    "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
+    "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+]
+COLOUR_BY = ("layer", "MAD", "clusters of one layer")
+
+
+def layer_colour(layer: int) -> str:
+    return LAYER_PALETTE[layer % len(LAYER_PALETTE)]
 
 
 def cluster_colours(labels) -> list[str]:
@@ -94,18 +107,45 @@ def similarity_heatmap(matrix: np.ndarray, tick_labels: list[str], title: str) -
                   yaxis=dict(type="category", autorange="reversed"))
 
 
-def embedding_scatter(coords: np.ndarray, mad: np.ndarray, labels: np.ndarray, colour_by: str, method: str) -> go.Figure:
-    """Heads in 2-D; hover shows layer, head, MAD and cluster."""
+def embedding_scatter(coords: np.ndarray, mad: np.ndarray, labels: np.ndarray, colour_by: str, method: str,
+                      layer: int = 0) -> go.Figure:
+    """Heads in 2-D with a legend; hover shows layer, head, MAD and cluster.
+
+    Cluster numbers restart in every layer, so colouring all heads by cluster number would give one colour to
+    unrelated clusters of different layers. The views are therefore: ``layer`` (one legend entry per layer),
+    ``MAD`` (a continuous scale with its colour bar) and ``clusters of one layer`` (that layer's clusters in
+    distinct colours, every other head grey).
+    """
     L, H = mad.shape
-    if colour_by == "layer":
-        marker = dict(color=np.repeat(np.arange(L), H), colorscale="Viridis", showscale=True,
-                      colorbar=dict(title=dict(text="layer")), size=9)
+    text = np.array(_head_text(mad, labels), dtype=object)
+    layer_of = np.repeat(np.arange(L), H)
+    flat = labels.ravel()
+    traces: list[dict] = []
+
+    def points(mask: np.ndarray, name: str, **marker) -> dict:
+        return dict(type="scatter", x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
+                    hovertext=text[mask].tolist(), hoverinfo="text", marker={"size": 9, **marker})
+
+    if colour_by == "MAD":
+        marker = dict(color=mad.ravel(), colorscale="Viridis", showscale=True,
+                      colorbar=dict(title=dict(text="MAD (px)")))
+        traces.append(points(np.ones(L * H, dtype=bool), "heads", **marker))
+    elif colour_by == "clusters of one layer":
+        if not 0 <= layer < L:
+            raise ValueError(f"layer {layer} is out of range 0..{L - 1}")
+        others = layer_of != layer
+        traces.append(points(others, "other layers", color=NOISE_COLOUR, opacity=0.5))
+        mine = ~others
+        for label in sorted(set(flat[mine].tolist())):
+            mask = mine & (flat == label)
+            name = f"layer {layer}: noise" if label < 0 else f"layer {layer}: cluster {label}"
+            colour = NOISE_COLOUR if label < 0 else PALETTE[label % len(PALETTE)]
+            traces.append(points(mask, name, color=colour, size=12, line=dict(color="black", width=1)))
     else:
-        marker = dict(color=cluster_colours(labels), size=9)
-    trace = dict(type="scatter", x=coords[:, 0], y=coords[:, 1], mode="markers", marker=marker,
-                 hovertext=_head_text(mad, labels), hoverinfo="text")
-    return figure([trace], f"Heads in 2-D ({method} of their mean attention patterns)", height=480,
-                  xaxis=dict(showticklabels=False, title=dict(text=f"{method} 1")),
+        for index in range(L):
+            traces.append(points(layer_of == index, f"layer {index}", color=layer_colour(index)))
+    return figure(traces, f"Heads in 2-D ({method} of their mean attention patterns), colour = {colour_by}",
+                  height=520, xaxis=dict(showticklabels=False, title=dict(text=f"{method} 1")),
                   yaxis=dict(showticklabels=False, title=dict(text=f"{method} 2")))
 
 
@@ -113,7 +153,7 @@ def eps_sweep_chart(eps_values: np.ndarray, counts: np.ndarray, current_eps: flo
     """Number of clusters per layer as Eps sweeps, one step line per layer; the current Eps is a dashed line."""
     traces = [
         dict(type="scatter", x=eps_values, y=counts[:, layer], mode="lines", name=f"layer {layer}",
-             line=dict(shape="hv", width=1.5), hovertemplate=f"layer {layer}: %{{y}} clusters at Eps %{{x}}<extra></extra>")
+             line=dict(shape="hv", width=1.5, color=layer_colour(layer)), hovertemplate=f"layer {layer}: %{{y}} clusters at Eps %{{x}}<extra></extra>")
         for layer in range(counts.shape[1])
     ]
     line = dict(type="line", x0=current_eps, x1=current_eps, y0=0, y1=1, yref="paper",
@@ -122,8 +162,9 @@ def eps_sweep_chart(eps_values: np.ndarray, counts: np.ndarray, current_eps: flo
                   xaxis=dict(title=dict(text="Eps (px)")), yaxis=dict(title=dict(text="clusters")))
 
 
-def attention_overlay(image, heat: np.ndarray, title: str, opacity: float = 0.55) -> go.Figure:
-    """A head's attention over the patch grid drawn on top of the probe image."""
+def attention_overlay(image, heat: np.ndarray, title: str, opacity: float = 0.55,
+                      query: tuple[int, int] | None = None) -> go.Figure:
+    """A head's attention over the patch grid drawn on top of the probe image; ``query`` (row, col) is outlined."""
     array = np.asarray(image)
     size = array.shape[0]
     rows, cols = heat.shape
@@ -132,5 +173,11 @@ def attention_overlay(image, heat: np.ndarray, title: str, opacity: float = 0.55
         dict(type="heatmap", z=heat, x0=size / cols / 2, dx=size / cols, y0=size / rows / 2, dy=size / rows,
              colorscale="Inferno", opacity=opacity, hovertemplate="attention %{z:.4f}<extra></extra>"),
     ]
-    return figure(traces, title, height=460, xaxis=dict(visible=False),
+    shapes = []
+    if query is not None:
+        row, col = query
+        # The query patch's square, in image pixels, so the reader sees whose attention the map shows.
+        shapes.append(dict(type="rect", x0=col * size / cols, x1=(col + 1) * size / cols, y0=row * size / rows,
+                           y1=(row + 1) * size / rows, line=dict(color="#00e5ff", width=3)))
+    return figure(traces, title, height=460, shapes=shapes, xaxis=dict(visible=False),
                   yaxis=dict(visible=False, autorange="reversed", scaleanchor="x"))

@@ -88,7 +88,8 @@ def size_preview(summary, spec: DescendantSpec):
         st.error(str(error))
         return None
     c = st.columns(6)
-    c[0].metric("Parameters", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
+    # The class count changes the head's size: say it, so the figure matches `learngene size --num-classes N`.
+    c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
                 delta_color="off")
     c[1].metric("Inherited", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}", delta_color="off")
     c[2].metric("MACs", f"{size.macs / 1e9:.2f} G")
@@ -110,19 +111,27 @@ def _scale_rows(summary_json: str, img_size: int, classes: int) -> list[dict]:
 
 def scale_chart(summary, spec: DescendantSpec, size) -> None:
     rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size), int(spec.num_classes or 10))
+    img_size, classes = int(spec.img_size or summary.img_size), int(spec.num_classes or 10)
     table = pd.DataFrame(rows)
+    # A width column mixing ratios (2.0) and schedule names ("decreasing") is not one Arrow type: show it as text
+    # (st.dataframe logged an ArrowInvalid traceback for it).
+    table["width_ratio"] = table["width_ratio"].map(lambda w: "-" if w is None else str(w))
     traces = []
+    # The ancestor's label goes below its point and the references' above theirs: a ViT-S ancestor sits on top of
+    # DeiT-S and the two labels overlapped.
+    positions = {"descendant": "top center", "ancestor": "bottom center", "reference": "top center"}
     for kind in ("descendant", "ancestor", "reference"):
         part = table[table.kind == kind]
         traces.append(dict(type="scatter", mode="markers+text" if kind != "descendant" else "markers", name=kind,
                            x=(part.macs / 1e9).tolist(), y=(part.params / 1e6).tolist(), text=part.label.tolist(),
-                           textposition="top center", marker=dict(size=10, color=KIND_COLOURS[kind]),
+                           textposition=positions[kind], marker=dict(size=10, color=KIND_COLOURS[kind]),
                            hovertemplate="%{text}: %{y:.2f} M params, %{x:.2f} GMACs<extra></extra>"))
     if size is not None:
         traces.append(dict(type="scatter", mode="markers", name="this design", x=[size.macs / 1e9],
                            y=[size.params / 1e6], marker=dict(size=16, symbol="star", color=KIND_COLOURS["this design"]),
                            hovertemplate="this design: %{y:.2f} M params, %{x:.2f} GMACs<extra></extra>"))
-    st.plotly_chart(figure(traces, "Scale table: descendants vs the ancestor and DeiT Ti/S/B (224 px, 1000 classes)",
+    st.plotly_chart(figure(traces, f"Scale table: descendants vs the ancestor and DeiT Ti/S/B ({img_size} px, "
+                                   f"{classes} classes)",
                            height=440, xaxis=dict(title=dict(text="GMACs"), type="log"),
                            yaxis=dict(title=dict(text="parameters (M)"), type="log")), key="scale_chart")
     with st.expander("Scale table"):
@@ -130,9 +139,35 @@ def scale_chart(summary, spec: DescendantSpec, size) -> None:
                             "params_vs_ancestor"]], hide_index=True)
 
 
+def design_name(spec: DescendantSpec) -> str:
+    """A folder name that says what the design is: init, depth, heads and resolution."""
+    if spec.schedule:
+        width = spec.schedule
+    elif spec.width_ratio:
+        width = f"w{spec.width_ratio:g}"
+    else:
+        width = "h" + "-".join(str(h) for h in spec.heads or [])
+    size = f"-{spec.img_size}px" if spec.img_size else ""
+    return f"{spec.init}-L{spec.depth}-{width}{size}"
+
+
 def default_folder(spec: DescendantSpec) -> str:
-    width = spec.schedule or (f"w{spec.width_ratio:g}" if spec.width_ratio else "heads")
-    return str(runs_dir().parent / "descendants" / f"{spec.init}-L{spec.depth}-{width}")
+    return str(runs_dir().parent / "descendants" / design_name(spec))
+
+
+def save_folder_input(spec: DescendantSpec) -> str:
+    """The "Save to" field: it follows the design until the user types a folder of their own.
+
+    A text input keeps its value across reruns, so after changing the width ratio the field still showed the old
+    design's name and the new model was saved under it. The field is rewritten whenever it still holds the name the
+    app proposed last time.
+    """
+    ss = st.session_state
+    proposed = default_folder(spec)
+    if ss.get("d_folder") in (None, ss.get("d_folder_proposed")):
+        ss["d_folder"] = proposed
+    ss["d_folder_proposed"] = proposed
+    return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder")
 
 
 def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -> Path | None:
@@ -142,7 +177,9 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     eps, min_heads = state.thresholds()
     try:
         ancestor = resources.ancestor_for(choice)
-        stats = resources.saved_statistics(choice)
+        from app.ancestor_view import current_statistics
+
+        stats = current_statistics(choice)
         distances = stats.mean_attention_distance if stats is not None else None
         descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})

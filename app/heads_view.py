@@ -71,15 +71,17 @@ def clusters_section(mad: np.ndarray, layers) -> None:
 def similarity_section(choice, stats, layers) -> None:
     from learngene.attention.similarity import MEASURES
 
+    # |cosine| of 20k-dimensional weight vectors is ~0 for every pair of distinct heads, so the "weights" measure
+    # draws a bare diagonal with nothing to read: the app offers only the measures that show structure.
+    measures = [measure for measure in MEASURES if measure != "weights"]
     L, H = stats.mean_attention_distance.shape
     left, right = st.columns(2)
-    measure = left.selectbox("Measure", MEASURES, key="similarity_measure",
-                             help="mad: MAD gap; pattern-*: mean attention patterns; weights: q/k/v/W_O cosine")
+    measure = left.selectbox("Measure", measures, key="similarity_measure",
+                             help="mad: MAD gap; pattern-js / pattern-cosine: mean attention patterns")
     layer = right.number_input("Layer", 0, L - 1, 0, key="similarity_layer")
-    model = resources.ancestor_for(choice).model if measure == "weights" else None
     try:
-        within = resources.similarity(choice.key(), measure, int(layer), stats, model)
-        across = resources.similarity(choice.key(), measure, None, stats, model)
+        within = resources.similarity(choice.key(), measure, int(layer), stats, None)
+        across = resources.similarity(choice.key(), measure, None, stats, None)
     except LearngeneError as error:
         st.error(str(error))
         return
@@ -96,7 +98,12 @@ def similarity_section(choice, stats, layers) -> None:
 
 def embedding_section(choice, stats, layers) -> None:
     mad = stats.mean_attention_distance
-    colour_by = st.radio("Colour by", ("cluster", "layer"), horizontal=True, key="embedding_colour")
+    left, right = st.columns([3, 1])
+    colour_by = left.radio("Colour by", charts.COLOUR_BY, horizontal=True, key="embedding_colour",
+                           help="Cluster numbers restart in every layer, so clusters are shown one layer at a time")
+    layer = 0
+    if colour_by == "clusters of one layer":
+        layer = int(right.number_input("Layer", 0, mad.shape[0] - 1, 0, key="embedding_layer"))
     features = analysis.head_features(stats)
     warming = not analysis.umap_worker.submit(choice.key(), features).done()
 
@@ -109,8 +116,8 @@ def embedding_section(choice, stats, layers) -> None:
             coords, method = analysis.pca_2d(features), "PCA"
             st.caption(problem or "UMAP is warming up in a background process (the first time takes ~30 s); "
                                   "showing PCA meanwhile.")
-        st.plotly_chart(charts.embedding_scatter(coords, mad, analysis.label_grid(layers), colour_by, method),
-                        key="embedding_chart")
+        st.plotly_chart(charts.embedding_scatter(coords, mad, analysis.label_grid(layers), colour_by, method,
+                                                 layer=layer), key="embedding_chart")
 
     draw()
 
@@ -135,13 +142,16 @@ def attention_section(choice, layers) -> None:
     query = cols[3].selectbox("Query token", range(len(query_options)), format_func=query_options.__getitem__,
                               key="attention_query")
     maps = resources.layer_attention(choice.key(), int(image), int(layer), ancestor, probe_set)
-    heat = analysis.query_attention(maps, int(head), None if query == 0 else query - 1, summary.grid_size,
-                                    summary.num_prefix_tokens)
+    patch = None if query == 0 else query - 1
+    heat = analysis.query_attention(maps, int(head), patch, summary.grid_size, summary.num_prefix_tokens)
+    marked = None if patch is None else divmod(patch, grid_cols)
     label = layers[int(layer)].labels[int(head)]
     title = (f"{probe_set.names[image]}: layer {int(layer)}, head {int(head)} "
              f"({'noise' if label < 0 else f'cluster {label}'}), query {query_options[query]}")
-    st.plotly_chart(charts.attention_overlay(resources.thumbnail(choice.key(), int(image), probe_set), heat, title),
-                    key="attention_chart")
+    st.plotly_chart(charts.attention_overlay(resources.thumbnail(choice.key(), int(image), probe_set), heat, title,
+                                             query=marked), key="attention_chart")
+    if patch is not None:
+        st.caption("The outlined square is the query patch.")
 
 
 def downloads_section(choice, stats, layers, eps: float, min_heads: int) -> None:
@@ -153,11 +163,16 @@ def downloads_section(choice, stats, layers, eps: float, min_heads: int) -> None
     cols[2].download_button("Centroids (CSV)", analysis.centroid_table(layers).to_csv(index=False), "centroids.csv",
                             "text/csv", key="download_centroids")
 
-    def learngene_zip() -> bytes:  # built only when the button is pressed
-        return analysis.learngene_archive(resources.ancestor_for(choice), stats.mean_attention_distance, eps,
-                                          min_heads, {"probe": stats.probe})
+    # Built before the button is drawn (cached per thresholds): a deferred download callable was lost on its first
+    # click after the other downloads ("MediaFileStorageError: Deferred file ... not found" in the server log).
+    archive = _learngene_zip(choice.key(), float(eps), int(min_heads), choice, stats)
+    cols[3].download_button("Learngene (zip)", archive, "learngene.zip", "application/zip", key="download_learngene")
 
-    cols[3].download_button("Learngene (zip)", learngene_zip, "learngene.zip", "application/zip", key="download_learngene")
+
+@st.cache_data(show_spinner="Extracting the learngene…", max_entries=8)
+def _learngene_zip(choice_key: str, eps: float, min_heads: int, _choice, _stats) -> bytes:
+    return analysis.learngene_archive(resources.ancestor_for(_choice), _stats.mean_attention_distance, eps,
+                                      min_heads, {"probe": _stats.probe})
 
 
 def section_picker() -> str:

@@ -64,15 +64,36 @@ def saved_statistics(choice: Choice):
 
 
 def compute_statistics(choice: Choice, progress: Callable[[int, int], None] | None = None):
-    """Compute the statistics for ``choice`` (loading what is needed), save them, and return them."""
+    """Compute the statistics for ``choice`` on this thread (loading what is needed), save them, and return them."""
+    model, probe_set = ancestor_for(choice), probes_for(choice)
+    path = compute_and_save_statistics(model, probe_set, statistics_path(choice), progress)
+    return _load_statistics(str(path), path.stat().st_mtime)
+
+
+def compute_and_save_statistics(ancestor, probe_set, path: Path, progress: Callable[[int, int], None] | None = None) -> Path:
+    """The statistics of ``ancestor`` over ``probe_set``, saved at ``path``. No ``st.*``: safe on a job thread."""
     from learngene.attention.statistics import compute_head_statistics
 
-    model = ancestor_for(choice)
-    probe_set = probes_for(choice)
-    stats = compute_head_statistics(model.model, probe_set, model.summary, device="auto", progress=progress)
+    stats = compute_head_statistics(ancestor.model, probe_set, ancestor.summary, device="auto", progress=progress)
+    return stats.save_json(path)
+
+
+def statistics_job_key(choice: Choice) -> str:
+    return f"statistics:{choice.key()}"
+
+
+def start_statistics_job(choice: Choice):
+    """Start (or join) the background computation of ``choice``'s statistics; returns the shared job.
+
+    The ancestor and the probe images are loaded here, on the script thread, through the caches: the job thread
+    only computes and saves (Streamlit's caches warn when used off the script thread).
+    """
+    from app import jobs
+
+    ancestor, probe_set = ancestor_for(choice), probes_for(choice)
     path = statistics_path(choice)
-    stats.save_json(path)
-    return _load_statistics(str(path), path.stat().st_mtime)
+    return jobs.board.start(statistics_job_key(choice), "Attention statistics",
+                            lambda progress: compute_and_save_statistics(ancestor, probe_set, path, progress))
 
 
 def save_upload(data: bytes, name: str, folder: str) -> Path:

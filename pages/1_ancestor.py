@@ -8,7 +8,8 @@ st.title("Ancestor")
 st.caption("The pretrained ViT whose attention heads are clustered into a learngene, and the images that probe it.")
 
 choice = state.current_choice()
-with st.expander("Choose the ancestor and the probe images", expanded=choice == state.Choice()):
+# The form stays open until this choice has its statistics: a completed step collapses out of the way.
+with st.expander("Choose the ancestor and the probe images", expanded=resources.saved_statistics(choice) is None):
     requested = ancestor_view.choice_form(choice)
 if requested is not None and ancestor_view.apply_choice(requested):
     choice = requested

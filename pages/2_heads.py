@@ -2,11 +2,17 @@
 
 import streamlit as st
 
-from app import analysis, ancestor_view, heads_view, state
+from app import analysis, ancestor_view, heads_view, resources, state, uploaded_stats
 
 st.title("Heads")
 choice = state.current_choice()
 st.caption(f"Ancestor: {choice.label()}")
+try:
+    summary = resources.ancestor_for(choice).summary
+except Exception as error:  # e.g. a saved choice whose weights file has since been deleted
+    st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another on the Ancestor page.")
+    st.stop()
+uploaded_stats.upload_panel(summary)
 stats = ancestor_view.ensure_statistics(choice, auto=True)
 if stats is None:
     st.stop()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
+from app import ancestor_view, nav, resources, state, uploaded_stats
 from app import descendant_view as view
-from app import nav, resources, state
 
 st.title("Descendants")
 choice = state.current_choice()
@@ -16,14 +16,20 @@ st.caption(f"Ancestor: {summary.arch}, {summary.num_layers} layers x {summary.nu
            f"{summary.num_params / 1e6:.2f} M parameters. Clustering: Eps {state.thresholds()[0]:g} px, "
            f"MinHds {state.thresholds()[1]} (set on the Heads page).")
 
+uploaded_stats.upload_panel(summary)
 spec = view.spec_form(summary)
 size = view.size_preview(summary, spec) if spec is not None else None
 if spec is not None:
     view.scale_chart(summary, spec, size)
 
 st.subheader("Build and save")
+if spec is not None and size is not None and spec.init == "cluster-learngene" and ancestor_view.current_statistics(choice) is None:
+    probes = "the built-in photos" if choice.probes == "builtin" else choice.probes
+    st.warning(f"No head statistics for this ancestor on {probes} yet. Build and save would cluster the heads on "
+               "statistics computed on the fly from the built-in photos. Compute them on your probe set first:")
+    ancestor_view.ensure_statistics(choice, auto=False)
 if spec is not None and size is not None:
-    folder = st.text_input("Save to", view.default_folder(spec), key="d_folder")
+    folder = view.save_folder_input(spec)
     overwrite = st.checkbox("Overwrite if it exists", key="d_overwrite")
     if st.button("Build and save", type="primary", key="d_build"):
         with st.spinner("Building the descendant…"):
@@ -32,6 +38,6 @@ if spec is not None and size is not None:
 
 last = state.remembered(view.LAST_DESCENDANT)
 if last:
-    stats = resources.saved_statistics(choice)
+    stats = ancestor_view.current_statistics(choice)
     view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None)
     nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")

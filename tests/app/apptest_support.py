@@ -20,3 +20,18 @@ def metric(at, label: str):
 
 def assert_clean(at) -> None:
     assert not at.exception, [e.message for e in at.exception]
+
+
+def wait_for_job(key: str, timeout_s: float = 120.0):
+    """The background job ``key`` (see app/jobs.py) once it has finished; fails the test past ``timeout_s``."""
+    import time
+
+    from app import jobs
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = jobs.board.get(key)
+        if job is not None and job.finished:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {key} did not finish within {timeout_s} s")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from apptest_support import MAIN, TIMEOUT, assert_clean, metric
+from dataclasses import replace
+
+from apptest_support import MAIN, TIMEOUT, assert_clean, metric, wait_for_job
 from streamlit.testing.v1 import AppTest
+
+from app.resources import statistics_job_key
 
 
 def test_builtin_ancestor_card_and_saved_statistics(app):
@@ -46,7 +50,7 @@ def test_missing_inputs_say_how_to_fix(app, tmp_path):
     assert any("does not exist" in e.value for e in at.error), [e.value for e in at.error]
 
 
-def test_compute_statistics_then_restart_reuses_them(app):
+def test_compute_statistics_then_restart_reuses_them(app, saved_session):
     at = app.run()
     at.number_input[1].set_value(2).run()  # number of probe images
     at.button(key="use_ancestor").click().run()
@@ -54,6 +58,10 @@ def test_compute_statistics_then_restart_reuses_them(app):
     compute = [b for b in at.button if b.key == "compute_stats"]
     assert compute, "new probe settings need new statistics"
     compute[0].click().run()
+    assert_clean(at)
+    job = wait_for_job(statistics_job_key(replace(saved_session, num_images=2)))
+    assert job.error is None and job.total == 2
+    at.run()
     assert_clean(at)
     assert metric(at, "Probe images") == "2"
     # an app restart (a new session) finds the choice and the statistics on disk

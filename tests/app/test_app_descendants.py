@@ -13,11 +13,12 @@ def test_size_preview_follows_the_design_and_bad_heads_are_reported(app):
     at = app.run()
     at.switch_page(page("3_descendants.py")).run()
     assert_clean(at)
-    six = metric(at, "Parameters")
+    six = metric(at, "Parameters (10 classes)")  # the class count is part of the label (it changes the size)
     at.number_input(key="d_depth").set_value(3).run()
-    three = metric(at, "Parameters")
+    three = metric(at, "Parameters (10 classes)")
     assert float(three.split()[0]) < float(six.split()[0])
     assert at.get("plotly_chart"), "the scale chart is drawn"
+    assert "10 classes" in str(at.get("plotly_chart")[0].proto.spec)  # the title says what it computed
     at.radio(key="d_mode").set_value("per-layer list").run()
     at.text_input(key="d_heads").input("6,6").run()
     assert any("one head count per layer" in e.value for e in at.error), [e.value for e in at.error]
@@ -67,3 +68,18 @@ def test_build_save_map_then_finetune_offers_it(app, tmp_path):
     for name in ("compare-cluster-learngene", "compare-scratch"):  # a 224 px ViT-S run is not for this test
         if runs[name]["state"] in ("queued", "running"):
             manager().stop(runs[name]["run_id"], force=True)
+
+
+def test_save_name_follows_the_design_until_the_user_types_one(app):
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(4).run()
+    assert at.text_input(key="d_folder").value.endswith("cluster-learngene-L4-w1-224px")
+    at.number_input(key="d_ratio").set_value(2.0).run()
+    assert at.text_input(key="d_folder").value.endswith("cluster-learngene-L4-w2-224px")
+    at.selectbox(key="d_init").set_value("scratch").run()
+    assert at.text_input(key="d_folder").value.endswith("scratch-L4-w2-224px")
+    at.text_input(key="d_folder").input("/tmp/my-own-name").run()
+    at.number_input(key="d_depth").set_value(5).run()
+    assert at.text_input(key="d_folder").value == "/tmp/my-own-name"  # the user's own name is kept
+    assert_clean(at)

@@ -69,8 +69,13 @@ def test_every_view_renders(heads, view):
         assert len(at.get("plotly_chart")) == 3
     if view == "Heads in 2-D":  # PCA at once while UMAP warms up in its worker process (or UMAP if it is done)
         assert "Heads in 2-D (PCA" in str(charts[-1].proto.spec) or "Heads in 2-D (UMAP" in str(charts[-1].proto.spec)
+        at.radio(key="embedding_colour").set_value("clusters of one layer").run()
+        at.number_input(key="embedding_layer").set_value(4).run()
+        assert_clean(at)
+        assert "layer 4: cluster 0" in str(at.get("plotly_chart")[-1].proto.spec)
     if view == "Attention maps":
         at.number_input(key="attention_layer").set_value(11).run()
         at.selectbox(key="attention_query").set_value(5).run()
         assert_clean(at)
-        assert "layer 11, head 0" in str(at.get("plotly_chart")[-1].proto.spec)
+        spec = str(at.get("plotly_chart")[-1].proto.spec)
+        assert "layer 11, head 0" in spec and '"type":"rect"' in spec.replace(" ", "")  # the query patch is outlined
