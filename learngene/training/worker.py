@@ -3,8 +3,8 @@
 Reads ``RUN_DIR/config.yaml``, trains, writes everything into RUN_DIR and ends by writing ``RUN_DIR/result.json``:
 ``{"state": "succeeded"|"failed"|"stopped", "message", "step", "epoch", "best_top1", "exit_code"}``.
 ``step`` counts optimizer steps; ``epoch`` is the 0-based epoch of the latest step (also in every metrics line).
-Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT: the current step finishes, ``last`` is saved), 1 failed (the one-
-line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
+Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT/SIGUSR2: the current step finishes, ``last`` is saved), 1 failed
+(the one-line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -44,9 +44,14 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# SIGUSR2 is SLURM's warning before preemption or the time limit (and may reach every process of the job step):
+# checkpoint and stop, the job then requeues itself and resumes (learngene.runs.slurm_job).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
 @contextmanager
 def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into a graceful stop request (only possible from the main thread)."""
+    """Turn SIGTERM/SIGINT/SIGUSR2 into a graceful stop request (only possible from the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -59,7 +64,7 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
         log.info("%s received: stopping after the current step", name)
         stop.request(f"{name} received")
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         previous[signum] = signal.signal(signum, handler)
     try:
         yield
