@@ -98,3 +98,38 @@ def test_torchrun_launches_and_stops_a_process_group(runs_root, fake_worker):
     record = manager.wait(run_id, timeout_s=30)
     assert record["state"] == "stopped" and record["has_checkpoint"], record
     assert (manager.run_dir(run_id) / "rank1.stopped").is_file()  # every rank got the stop itself
+
+
+def test_a_slurm_job_is_checkpointable_and_its_requeue_resumes(tmp_path):
+    from submitit.helpers import Checkpointable
+
+    from learngene.runs.slurm_job import WorkerJob
+
+    job = WorkerJob(str(tmp_path), resume=False, worker_module="fake_worker")
+    assert isinstance(job, Checkpointable)
+    assert job.checkpoint().function.resume is False  # preempted before the first checkpoint: start over
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"saved")
+    requeued = job.checkpoint().function
+    assert isinstance(requeued, WorkerJob) and requeued.resume is True and requeued.run_dir == job.run_dir
+    assert requeued.command()[-2:] == [str(tmp_path.resolve()), "--resume"] and job.command()[-1] != "--resume"
+
+
+def test_a_preempted_local_cluster_job_requeues_and_finishes_from_its_checkpoint(runs_root, fake_worker):
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=60, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])  # submitit's task process, running WorkerJob
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before preempting the job or at its time limit
+    record = manager.wait(run_id, timeout_s=120)
+    assert record["state"] == "succeeded" and record["step"] == 60, record
+    starts = [m for m in manager.read_metrics(run_id) if m["kind"] == "start"]
+    assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] >= 4  # resumed, not restarted
+    launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
+    assert len([line for line in launches if not line.startswith("end")]) == 2
