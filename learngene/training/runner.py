@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learngene.atomic import write_json_atomic
 from learngene.errors import LearngeneError
 from learngene.runs import rundir
 from learngene.training import checkpoint as ckpt
@@ -38,7 +39,7 @@ from learngene.training.data import (
 )
 from learngene.training.distributed import DistInfo, any_rank, barrier
 from learngene.training.engine import StepContext, evaluate, train_one_epoch
-from learngene.training.metrics_log import MetricsLogger, write_json_atomic
+from learngene.training.metrics_log import MetricsLogger
 from learngene.training.model import build_model
 from learngene.training.optim import WarmupCosine, build_optimizer
 
