@@ -647,7 +647,7 @@ def make_launcher(name: str, options: dict[str, Any] | None = None) -> Launcher:
         raise LearngeneError(f"unknown launcher {name!r}: choose one of {', '.join(LAUNCHERS)}")
     try:
         return cls(**(options or {}))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown option, or a number that is not one
         raise LearngeneError(f"invalid options for the {name} launcher: {error}") from error
 
 

@@ -39,6 +39,7 @@ from learngene.runs.launchers import (
         ("torchrun", {"rdzv_id": "job 7"}, "invalid --rdzv-id 'job 7'"),
         ("torchrun", {"rdzv_backend": "c10d\t"}, "--rdzv-backend contains a newline"),
         ("local", {"worker_module": "os; import this"}, "invalid worker module"),
+        ("slurm", {"nodes": "two"}, "invalid options for the slurm launcher"),
     ],
 )
 def test_injected_launcher_options_are_refused_in_one_line(name, options, message):

@@ -20,8 +20,8 @@ def test_local_command_is_an_argument_list(tmp_path):
     argv = launcher.command(tmp_path / "run with space", resume=True)
     assert argv[:2] == SAFE_PYTHON and "learngene.training.worker" in argv[2:4]
     assert argv[-2].endswith("run with space") and argv[-1] == "--resume"
-    assert launcher.describe(tmp_path / "run with space")[0].endswith("--resume")
-    assert "'" + str(tmp_path / "run with space") + "'" in launcher.describe(tmp_path / "run with space", True)[0]
+    shown = launcher.describe(tmp_path / "run with space", resume=True)[0]
+    assert shown.endswith("' --resume") and "'" + str((tmp_path / "run with space").resolve()) + "'" in shown
     assert make_launcher("local", {}).options() == {}
 
 
