@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -28,6 +29,112 @@ from learngene.runs.rundir import STDERR_LOG, STDOUT_LOG  # noqa: F401 - re-expo
 log = logging.getLogger(__name__)
 
 WORKER_MODULE = "learngene.training.worker"
+# For tests only: a stand-in worker module (same command line) for every launcher that is not given one
+# explicitly. Read in one place, :func:`default_worker_module`.
+WORKER_MODULE_ENV = "LEARNGENE_WORKER_MODULE"
+# submitit clusters the slurm launcher accepts. submitit's in-process "debug" cluster only runs a job when its
+# result is awaited, which a detached run never does, so it is not offered.
+SLURM_CLUSTERS = ("slurm", "local")
+
+
+def default_worker_module() -> str:
+    """The worker module launchers run: ``$LEARNGENE_WORKER_MODULE`` (tests) or the real worker."""
+    return os.environ.get(WORKER_MODULE_ENV) or WORKER_MODULE
+
+
+# ------------------------------------------------------------------------------------------------ validation
+# Every string that reaches a launcher ends up in an argument list, a batch script or a registry row: refuse
+# anything that could start a new line or a new option there, when the launcher is built.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_SLURM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # partitions, accounts, QOS, job names
+_SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]*")
+_HOST = r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+_ENDPOINT = re.compile(_HOST + r":(\d{1,5})")
+_RDZV_ID = re.compile(r"[A-Za-z0-9_.-]+")
+_RDZV_BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
+# sbatch options whose value is a SLURM name (checked against its grammar, not only for control characters).
+_SLURM_NAME_OPTIONS = {"account", "qos", "partition", "job_name", "reservation"}
+
+
+def check_text(what: str, value: Any) -> str:
+    """``value`` as text; LearngeneError if it holds a newline or another control character."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise LearngeneError(f"{what} contains a newline or control character ({text!r}): remove it")
+    return text
+
+
+def _check_pattern(what: str, value: Any, pattern: re.Pattern[str], expected: str) -> str:
+    text = check_text(what, value)
+    if not pattern.fullmatch(text):
+        raise LearngeneError(f"invalid {what} {text!r}: expected {expected}")
+    return text
+
+
+def check_worker_module(module: str) -> str:
+    """A dotted module name (it becomes ``python -m MODULE``)."""
+    return _check_pattern("worker module", module, _MODULE, "a dotted Python module name")
+
+
+def check_slurm_name(what: str, value: Any, several: bool = False) -> str:
+    """A SLURM partition / account / QOS / job name (``several``: a comma-separated list of them)."""
+    text = check_text(what, value)
+    parts = text.split(",") if several else [text]
+    if not all(_SLURM_NAME.fullmatch(part) for part in parts):
+        expected = "letters, digits, '_', '.', '+' or '-'" + (" (several: comma-separated)" if several else "")
+        raise LearngeneError(f"invalid {what} {text!r}: expected {expected}")
+    return text
+
+
+def check_sbatch_options(extra: dict[str, Any]) -> dict[str, str]:
+    """``--sbatch KEY=VALUE`` options: lowercase keys (``[a-z][a-z0-9_-]*``), values on one line."""
+    checked = {}
+    for key, value in extra.items():
+        key = _check_pattern("--sbatch key", key, _SBATCH_KEY, "lowercase letters, digits, '_' or '-'")
+        name = key.replace("-", "_")
+        if name in _SLURM_NAME_OPTIONS:
+            checked[key] = check_slurm_name(f"--sbatch {key}", value, several=name == "partition")
+        else:
+            checked[key] = check_text(f"--sbatch {key} value", value)
+    return checked
+
+
+def check_endpoint(endpoint: str) -> str:
+    """A torchrun rendezvous endpoint ``HOST:PORT`` (host name, IPv4 or ``[IPv6]``; port 1-65535)."""
+    text = check_text("--rdzv-endpoint", endpoint)
+    match = _ENDPOINT.fullmatch(text)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise LearngeneError(f"invalid --rdzv-endpoint {text!r}: expected HOST:PORT, e.g. node001:29400")
+    return text
+
+
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """The run directory as an absolute path that is safe in a command line or a batch script."""
+    path = Path(run_dir).resolve()
+    check_text("run directory", path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ worker command
+# Python 3.11+: -P keeps the working directory (the run directory) off sys.path. Python 3.10 has no -P: this
+# bootstrap removes sys.path[0] before anything is imported, then runs the module as -m would.
+_SAFE_PATH_FLAG = sys.version_info >= (3, 11)
+_BOOTSTRAP = (
+    "import sys; del sys.path[0]; del sys.argv[0]; import runpy; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+
+def python_module_command(module: str, args: list[str], safe_path_flag: bool = _SAFE_PATH_FLAG) -> list[str]:
+    """``python -m MODULE ARGS`` with this interpreter, never importing from the working directory.
+
+    The worker runs inside its run directory; with a plain ``-m`` a ``yaml.py`` planted there would be imported
+    instead of the real one. ``PYTHONPATH`` still works, so a source checkout runs as before.
+    """
+    if safe_path_flag:
+        return [sys.executable, "-P", "-m", module, *args]
+    return [sys.executable, "-c", _BOOTSTRAP, module, *args]
 
 
 @dataclass
@@ -41,13 +148,54 @@ class LaunchHandle:
 
 
 def worker_command(module: str, run_dir: str | os.PathLike, resume: bool) -> list[str]:
-    """``python -m MODULE RUN_DIR [--resume]`` with this interpreter."""
-    return [sys.executable, "-m", module, *worker_args(run_dir, resume)]
+    """``python -P -m MODULE RUN_DIR [--resume]`` with this interpreter."""
+    return python_module_command(module, worker_args(run_dir, resume))
 
 
 def worker_args(run_dir: str | os.PathLike, resume: bool) -> list[str]:
     """The worker's own arguments: ``RUN_DIR [--resume]``."""
-    return [str(Path(run_dir).resolve())] + (["--resume"] if resume else [])
+    return [str(check_run_dir(run_dir))] + (["--resume"] if resume else [])
+
+
+def job_command(
+    module: str, run_dir: str | os.PathLike, resume: bool, nodes: int, gpus_per_node: int,
+    node: int = 0, master: str = "localhost", job_id: str = "0", rdzv_port: int = 29500,
+) -> list[str]:
+    """What one node of a SLURM job runs: the worker, or torchrun over the node's GPUs when there are several."""
+    if nodes * max(gpus_per_node, 1) <= 1:
+        return worker_command(module, run_dir, resume)
+    # Built directly, not through TorchrunLauncher: describe() shows $MASTER_HOST, which is no endpoint to check.
+    args = torchrun_args(max(gpus_per_node, 1), nodes, node, f"{master}:{rdzv_port}", job_id,
+                         standalone=nodes == 1)
+    return torchrun_command(args, module, run_dir, resume)
+
+
+def torchrun_args(
+    nproc_per_node: int, nnodes: int, node_rank: int, rdzv_endpoint: str | None, rdzv_id: str,
+    rdzv_backend: str = "c10d", standalone: bool = False,
+) -> list[str]:
+    """torchrun's own options for one node."""
+    if standalone:
+        return ["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc_per_node)]
+    return [
+        "--nnodes", str(nnodes),
+        "--nproc-per-node", str(nproc_per_node),
+        "--node-rank", str(node_rank),
+        "--rdzv-backend", rdzv_backend,
+        "--rdzv-endpoint", str(rdzv_endpoint),
+        "--rdzv-id", rdzv_id,
+    ]  # fmt: skip
+
+
+def torchrun_command(args: list[str], module: str, run_dir: str | os.PathLike, resume: bool) -> list[str]:
+    """torchrun with ``args`` starting the worker in every rank, all of them off the working directory's path.
+
+    ``--no-python`` hands torchrun the whole rank command, so the ranks get ``-P`` (or the bootstrap) too instead of
+    torchrun's own ``python -u -m MODULE``.
+    """
+    return python_module_command("torch.distributed.run", [
+        *args, "--no-python", *worker_command(module, run_dir, resume),
+    ])
 
 
 def _child_env(gpus: list[str] | None = None) -> dict[str, str]:
@@ -130,9 +278,9 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def __init__(self, worker_module: str = WORKER_MODULE) -> None:
+    def __init__(self, worker_module: str | None = None) -> None:
         # Any module with the worker's command line works; tests substitute a tiny fake one.
-        self.worker_module = worker_module
+        self.worker_module = check_worker_module(worker_module or default_worker_module())
 
     def options(self) -> dict[str, Any]:
         return {} if self.worker_module == WORKER_MODULE else {"worker_module": self.worker_module}
@@ -191,7 +339,7 @@ class TorchrunLauncher(LocalLauncher):
         rdzv_id: str | None = None,
         rdzv_backend: str = "c10d",
         standalone: bool | None = None,
-        worker_module: str = WORKER_MODULE,
+        worker_module: str | None = None,
     ) -> None:
         super().__init__(worker_module)
         if int(nproc_per_node) < 1 or int(nnodes) < 1:
@@ -203,32 +351,21 @@ class TorchrunLauncher(LocalLauncher):
         self.nproc_per_node = int(nproc_per_node)
         self.nnodes = int(nnodes)
         self.node_rank = int(node_rank)
-        self.rdzv_endpoint = rdzv_endpoint
-        self.rdzv_id = rdzv_id
-        self.rdzv_backend = rdzv_backend
+        self.rdzv_endpoint = check_endpoint(rdzv_endpoint) if rdzv_endpoint else None
+        self.rdzv_id = _check_pattern("--rdzv-id", rdzv_id, _RDZV_ID, "letters, digits, '_', '.' or '-'") \
+            if rdzv_id else None
+        self.rdzv_backend = _check_pattern("--rdzv-backend", rdzv_backend, _RDZV_BACKEND, "a name such as c10d")
         self.standalone = (self.nnodes == 1) if standalone is None else bool(standalone)
 
     def _torchrun_args(self, run_dir: str | os.PathLike, node_rank: int) -> list[str]:
-        if self.standalone:
-            return ["--standalone", "--nnodes", "1", "--nproc-per-node", str(self.nproc_per_node)]
-        return [
-            "--nnodes", str(self.nnodes),
-            "--nproc-per-node", str(self.nproc_per_node),
-            "--node-rank", str(node_rank),
-            "--rdzv-backend", self.rdzv_backend,
-            "--rdzv-endpoint", str(self.rdzv_endpoint),
-            "--rdzv-id", self.rdzv_id or Path(run_dir).name,
-        ]  # fmt: skip
+        return torchrun_args(self.nproc_per_node, self.nnodes, node_rank, self.rdzv_endpoint,
+                             self.rdzv_id or Path(run_dir).name, self.rdzv_backend, self.standalone)
 
     def command(
         self, run_dir: str | os.PathLike, resume: bool = False, node_rank: int | None = None
     ) -> list[str]:
         rank = self.node_rank if node_rank is None else node_rank
-        return [
-            sys.executable, "-m", "torch.distributed.run",
-            *self._torchrun_args(run_dir, rank),
-            "-m", self.worker_module, *worker_args(run_dir, resume),
-        ]  # fmt: skip
+        return torchrun_command(self._torchrun_args(run_dir, rank), self.worker_module, run_dir, resume)
 
     def describe(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
         if self.standalone:
@@ -273,59 +410,6 @@ class TorchrunLauncher(LocalLauncher):
         }
 
 
-@dataclass
-class WorkerJob:
-    """The callable submitit runs on each node: the worker (or torchrun over the node's GPUs) as a subprocess.
-
-    A subprocess rather than an in-process call so the worker gets exactly the same command line as with the other
-    launchers; SIGTERM / SIGINT / SIGUSR2 (SLURM's warning before the time limit) are forwarded to it so that
-    ``scancel --signal=TERM`` checkpoints and stops the run like a local stop.
-    """
-
-    run_dir: str
-    resume: bool
-    nodes: int = 1
-    gpus_per_node: int = 0
-    worker_module: str = WORKER_MODULE
-    rdzv_port: int = 29500
-
-    def command(self, node: int = 0, master: str = "localhost", job_id: str = "0") -> list[str]:
-        if self.nodes * max(self.gpus_per_node, 1) <= 1:
-            return worker_command(self.worker_module, self.run_dir, self.resume)
-        torchrun = TorchrunLauncher(
-            nproc_per_node=max(self.gpus_per_node, 1),
-            nnodes=self.nodes,
-            node_rank=node,
-            rdzv_endpoint=f"{master}:{self.rdzv_port}",
-            rdzv_id=job_id,
-            standalone=self.nodes == 1,
-            worker_module=self.worker_module,
-        )
-        return torchrun.command(self.run_dir, self.resume)
-
-    def __call__(self) -> int:
-        import submitit
-
-        try:
-            env = submitit.JobEnvironment()
-            argv = self.command(env.node, env.hostnames[0], str(env.job_id))
-        except RuntimeError:  # not inside a submitit job (called directly): run as a single node
-            argv = self.command()
-        run_dir = Path(self.run_dir)
-        with open(run_dir / STDOUT_LOG, "ab") as out, open(run_dir / STDERR_LOG, "ab") as err:
-            process = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, env=_child_env())
-
-        def forward(signum: int, _frame: Any) -> None:
-            process.send_signal(signal.SIGTERM if signum == getattr(signal, "SIGUSR2", None) else signum)
-
-        for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGUSR2", None)):
-            if sig is not None:
-                signal.signal(sig, forward)
-        code = process.wait()
-        # The worker's own result.json is the source of truth; the code only matters to SLURM's accounting.
-        return code
-
-
 # SLURM job states that mean "not finished yet" (anything else: look at result.json).
 _SLURM_ACTIVE = {
     "PENDING",
@@ -350,7 +434,11 @@ class SlurmLauncher(Launcher):
         cpus_per_task: CPUs for the task on each node.
         mem_gb: Memory per node.
         extra: Further sbatch options, e.g. ``{"account": "proj", "qos": "high"}`` (``--account=proj --qos=high``).
-        cluster: submitit cluster: None picks SLURM when available, ``"local"`` runs the job on this machine.
+        cluster: submitit cluster (one of :data:`SLURM_CLUSTERS`): None picks SLURM when available, ``"local"``
+            runs the job on this machine.
+
+    A job that SLURM preempts or that reaches its time limit checkpoints and requeues itself, then resumes from
+    ``checkpoints/last.pt`` (see :class:`learngene.runs.slurm_job.WorkerJob`).
     """
 
     name = "slurm"
@@ -365,22 +453,22 @@ class SlurmLauncher(Launcher):
         mem_gb: float | None = None,
         extra: dict[str, Any] | None = None,
         cluster: str | None = None,
-        worker_module: str = WORKER_MODULE,
+        worker_module: str | None = None,
     ) -> None:
-        self.worker_module = worker_module
+        self.worker_module = check_worker_module(worker_module or default_worker_module())
         if int(nodes) < 1 or int(gpus_per_node) < 0 or int(time_min) < 1:
             raise LearngeneError("slurm needs --nodes >= 1, --gpus-per-node >= 0 and --time-min >= 1")
-        # submitit's in-process "debug" cluster only runs a job when its result is awaited, which a detached run
-        # never does, so it is not offered.
-        if cluster not in (None, "slurm", "local"):
-            raise LearngeneError(f"unknown submitit cluster {cluster!r}: use slurm or local")
-        self.partition = partition
+        if cluster is not None and cluster not in SLURM_CLUSTERS:
+            raise LearngeneError(
+                f"unknown submitit cluster {check_text('cluster', cluster)!r}: use {' or '.join(SLURM_CLUSTERS)}"
+            )
+        self.partition = check_slurm_name("--partition", partition, several=True) if partition else None
         self.nodes = int(nodes)
         self.gpus_per_node = int(gpus_per_node)
         self.time_min = int(time_min)
         self.cpus_per_task = cpus_per_task
         self.mem_gb = mem_gb
-        self.extra = dict(extra or {})
+        self.extra = check_sbatch_options(dict(extra or {}))
         self.cluster = cluster
 
     def options(self) -> dict[str, Any]:
@@ -400,17 +488,23 @@ class SlurmLauncher(Launcher):
         # A real cluster's scheduler queues SLURM jobs, not our slots; the local executor runs on this machine.
         return 1 if self.cluster == "local" else 0
 
-    def _job(self, run_dir: str | os.PathLike, resume: bool) -> WorkerJob:
-        return WorkerJob(
-            str(Path(run_dir).resolve()), resume, self.nodes, self.gpus_per_node, self.worker_module
-        )
+    def _job(self, run_dir: str | os.PathLike, resume: bool):
+        from learngene.runs.slurm_job import WorkerJob  # imports submitit: only when a job is submitted
+
+        return WorkerJob(str(check_run_dir(run_dir)), resume, self.nodes, self.gpus_per_node, self.worker_module)
 
     def command(self, run_dir: str | os.PathLike, resume: bool = False) -> list[str]:
-        return self._job(run_dir, resume).command(0, "$MASTER_HOST", "$SLURM_JOB_ID")
+        return job_command(self.worker_module, run_dir, resume, self.nodes, self.gpus_per_node,
+                           0, "$MASTER_HOST", "$SLURM_JOB_ID")
+
+    @staticmethod
+    def job_name(run_dir: str | os.PathLike) -> str:
+        """The SLURM job name: the run directory's name (a run id), checked against SLURM's name grammar."""
+        return check_slurm_name("job name (the run directory's name)", Path(run_dir).name)
 
     def sbatch_options(self, run_dir: str | os.PathLike) -> list[str]:
         """The ``#SBATCH`` options this launcher asks for (as submitit will write them)."""
-        opts = [f"--job-name={Path(run_dir).name}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
+        opts = [f"--job-name={self.job_name(run_dir)}", f"--nodes={self.nodes}", "--ntasks-per-node=1"]
         opts.append(f"--time={self.time_min}")
         if self.partition:
             opts.append(f"--partition={self.partition}")
@@ -434,7 +528,7 @@ class SlurmLauncher(Launcher):
             raise LearngeneError("the slurm launcher needs submitit: pip install submitit") from error
         executor = submitit.AutoExecutor(folder=run_dir / "submitit", cluster=self.cluster)
         params: dict[str, Any] = {
-            "name": run_dir.name,
+            "name": self.job_name(run_dir),
             "timeout_min": self.time_min,
             "nodes": self.nodes,
             "tasks_per_node": 1,
@@ -468,7 +562,7 @@ class SlurmLauncher(Launcher):
         self, run_dir: str | os.PathLike, resume: bool = False, gpus: list[str] | None = None
     ) -> LaunchHandle:
         # ``gpus`` is ignored: SLURM (or submitit's local executor) assigns devices itself.
-        run_dir = Path(run_dir).resolve()
+        run_dir = check_run_dir(run_dir)
         executor = self._executor(run_dir)
         try:
             job = executor.submit(self._job(run_dir, resume))
@@ -499,9 +593,11 @@ class SlurmLauncher(Launcher):
 
     def stop(self, record: dict[str, Any], force: bool = False) -> bool:
         if record.get("pid"):
-            # Local cluster: the controller forwards SIGTERM to the task, which forwards it to the worker.
-            sig = signal.SIGKILL if force else signal.SIGTERM
-            return liveness.signal_run(record["pid"], None, record.get("proc_start"), sig)
+            # Local cluster: the controller forwards SIGTERM to the task, which forwards it to the worker. A forced
+            # stop kills the whole tree: killing the controller alone would orphan the task and the worker.
+            if force:
+                return liveness.kill_tree(record["pid"], None, record.get("proc_start"))
+            return liveness.signal_run(record["pid"], None, record.get("proc_start"), signal.SIGTERM)
         if not record.get("job_id"):
             return False
         argv = (
@@ -551,7 +647,7 @@ def make_launcher(name: str, options: dict[str, Any] | None = None) -> Launcher:
         raise LearngeneError(f"unknown launcher {name!r}: choose one of {', '.join(LAUNCHERS)}")
     try:
         return cls(**(options or {}))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown option, or a number that is not one
         raise LearngeneError(f"invalid options for the {name} launcher: {error}") from error
 
 

@@ -1,8 +1,8 @@
-"""Is a run's process still alive? Answered from the pid, its kernel start time and our own children.
+"""Is a run's process still alive? Answered by psutil from the pid, its start time and our own children.
 
-A pid alone is not enough: after a crash the number can be reused by an unrelated process, so we store the start
-time the kernel reports for the pid at launch (``/proc/<pid>/stat`` field 22) and treat a different start time as
-"our process is gone". A zombie (exited, not yet reaped) is dead too.
+A pid alone is not enough: after a crash the number can be reused by an unrelated process, so we store the
+process's creation time at launch and treat a different creation time as "our process is gone". A zombie (exited,
+not yet reaped) is dead too.
 
 Children this very process launched are kept in :data:`_CHILDREN` and polled: polling reaps them (a long-lived
 launcher such as the app would otherwise accumulate zombies, because the detached children stay *its* children)
@@ -17,6 +17,8 @@ import signal
 import subprocess
 import threading
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 _CHILDREN: dict[int, subprocess.Popen] = {}
@@ -24,25 +26,32 @@ _EXIT_CODES: dict[int, int] = {}  # exit codes of reaped children, until their r
 _LOCK = threading.Lock()
 
 
+def _format_start(create_time: float) -> str:
+    # psutil's creation time is boot time + kernel start ticks: stable to the clock tick (10 ms), so two decimals
+    # identify a process and always contain a '.', which tells them from the tick counts older records stored.
+    return f"{create_time:.2f}"
+
+
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot, as text), or None if unknown or gone."""
+    """The creation time of ``pid`` (seconds since the epoch, as text), or None if unknown or gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
+        return _format_start(psutil.Process(pid).create_time())
+    except (psutil.Error, ValueError):
         return None
-    # The command name (field 2) is in parentheses and may contain spaces: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None  # field 22 overall (state is field 3 = index 0 here)
 
 
-def _proc_state(pid: int) -> str | None:
+def _same_start(process: psutil.Process, proc_start: str) -> bool:
     try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    return stat[stat.rfind(")") + 2 :].split()[0]
+        created = process.create_time()
+    except psutil.Error:
+        return False
+    if "." not in proc_start:  # a record written before psutil: kernel ticks since boot (/proc/PID/stat field 22)
+        try:
+            ticks = os.sysconf("SC_CLK_TCK")
+            return round((created - psutil.boot_time()) * ticks) == int(proc_start)
+        except (ValueError, OSError, AttributeError):
+            return True  # cannot compare: fall back to the pid alone
+    return _format_start(created) == proc_start
 
 
 def track_child(process: subprocess.Popen) -> None:
@@ -70,6 +79,26 @@ def child_exit_code(pid: int | None) -> int | None:
         return _EXIT_CODES.pop(pid, None)
 
 
+def _process(pid: int | None, proc_start: str | None = None) -> psutil.Process | None:
+    """The live process ``pid`` if it is still the one that had ``proc_start``; None when gone, a zombie or reused."""
+    if not pid:
+        return None
+    try:
+        process = psutil.Process(pid)
+    except (psutil.Error, ValueError):
+        return None
+    try:
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+    except psutil.AccessDenied:
+        pass  # another user's process: it exists
+    except psutil.Error:
+        return None
+    if proc_start is not None and not _same_start(process, proc_start):
+        return None  # the pid now belongs to another process
+    return process
+
+
 def is_alive(pid: int | None, proc_start: str | None = None) -> bool:
     """Whether ``pid`` is running and is the same process that had ``proc_start`` when launched."""
     if not pid:
@@ -80,63 +109,38 @@ def is_alive(pid: int | None, proc_start: str | None = None) -> bool:
             return False
         if pid in _CHILDREN:
             return True
-    state = _proc_state(pid)
-    if state is None:
-        if os.path.isdir("/proc/self"):
-            return False  # Linux: no /proc entry means no process
-        try:  # elsewhere fall back to the signal-0 probe, without the pid-reuse guard
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    if state in ("Z", "X"):
-        return False
-    if proc_start is not None and process_start_time(pid) != proc_start:
-        return False  # the pid now belongs to another process
-    return True
+    return _process(pid, proc_start) is not None
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from ``/proc``; empty where there is none)."""
-    found = []
+    """Direct children of ``pid`` (empty when there is none or the process is gone)."""
     try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
-            found.append(int(entry))
-    return found
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
+        return []
 
 
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid``, including those that started their own session (torchrun's ranks)."""
-    found, stack = [], [pid]
-    while stack:
-        for child in children(stack.pop()):
-            found.append(child)
-            stack.append(child)
-    return found
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def kill_tree(pid: int | None, pgid: int | None, proc_start: str | None) -> bool:
     """SIGKILL the run's leader, its process group and every descendant (some may live in other sessions)."""
-    if not is_alive(pid, proc_start):
+    leader = _process(pid, proc_start) if is_alive(pid, proc_start) else None
+    if leader is None:  # gone, a zombie, or the pid now belongs to someone else
         return False
-    below = descendants(pid)  # type: ignore[arg-type]
-    for target in [pid, *below]:
+    try:
+        below = leader.children(recursive=True)  # listed before the leader dies and they are re-parented
+    except psutil.Error:
+        below = []
+    for target in [leader, *below]:
         try:
-            os.kill(target, signal.SIGKILL)  # type: ignore[arg-type]
-        except (ProcessLookupError, PermissionError):
+            target.kill()
+        except psutil.Error:
             pass
     if pgid:
         try:
@@ -144,6 +148,31 @@ def kill_tree(pid: int | None, pgid: int | None, proc_start: str | None) -> bool
         except (ProcessLookupError, PermissionError):
             pass
     return True
+
+
+def kill_own_children(grace_s: float = 0.0) -> list[int]:
+    """Kill every process below this one (after ``grace_s`` seconds for them to end by themselves).
+
+    The worker's last resort on its way out: a DataLoader worker that ignores SIGTERM must not keep the run alive.
+
+    Returns:
+        The pids that were still alive and got SIGKILL.
+    """
+    try:
+        below = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    if grace_s > 0 and below:
+        _, below = psutil.wait_procs(below, timeout=grace_s)
+    killed = []
+    for child in below:
+        try:
+            child.kill()
+            killed.append(child.pid)
+        except psutil.Error:
+            pass
+    psutil.wait_procs([child for child in below if child.pid in killed], timeout=2)  # reap what we can
+    return killed
 
 
 def signal_run(

@@ -7,6 +7,7 @@ Everything saved is tensors, numbers, strings, lists and dicts, so :func:`load_c
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import random
 import zipfile
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from learngene.atomic import disk_error
 from learngene.errors import LearngeneError
-from learngene.training.metrics_log import disk_error
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
+        # Only the checkpoints folder itself: a run directory deleted under a running worker must stay deleted.
+        path.parent.mkdir(exist_ok=True)
+        # Streamed to disk rather than through learngene.atomic's in-memory bytes: a checkpoint with optimizer
+        # state and EMA can be gigabytes. Same guarantee: fsync, then an atomic rename.
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(path)
     except OSError as error:
         tmp.unlink(missing_ok=True)

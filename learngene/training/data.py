@@ -356,6 +356,7 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # SLURM's warning before preemption or the time limit
 
 
 def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, workers: int, pin_memory: bool,

@@ -1,30 +1,36 @@
-"""AdamW parameter groups and the per-step warm-up + cosine learning-rate schedule."""
+"""AdamW parameter groups and the per-step warm-up + cosine learning-rate schedule, from timm's own pieces.
+
+timm decides which parameters decay (:func:`timm.optim.param_groups_weight_decay`), builds the optimizer
+(:func:`timm.optim.create_optimizer_v2`) and computes the curve (:class:`timm.scheduler.CosineLRScheduler`); this
+module only fixes the recipe's settings and a stable layout, so checkpoints written before keep resuming.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.scheduler import CosineLRScheduler
 from torch import nn
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed weight matrices, and undecayed norms, biases and tokens.
+    """Two AdamW groups, always in this order: decayed weight matrices, then undecayed norms, biases and tokens.
 
     Decaying a LayerNorm gain or a bias pulls it toward zero for no regularisation benefit, and decaying the CLS
     token / position embedding erases what the descendant inherited; so every 1-D parameter and every name the model
-    lists in ``no_weight_decay()`` (timm's convention: cls_token, pos_embed, ...) goes to the undecayed group.
+    lists in ``no_weight_decay()`` (timm's convention: cls_token, pos_embed, ...) goes to the undecayed group, also
+    when the model sits inside a wrapper (``*.pos_embed``). timm applies that rule; its groups come in the other
+    order, are dropped when empty and merged when the decay is 0, which would change the optimizer's state layout
+    between runs: they are laid out here as two fixed groups.
     """
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or name.endswith(".bias") or name in skip or name.split(".")[-1] in skip:
-            no_decay.append(param)
-        else:
-            decay.append(param)
+    patterns = sorted(skip) + [f"*.{name}" for name in sorted(skip)]
+    # A non-zero decay makes timm split the parameters even when the recipe's decay is 0.
+    groups = param_groups_weight_decay(model, weight_decay=1.0, no_weight_decay_list=patterns)
+    decay = [p for group in groups if group["weight_decay"] != 0.0 for p in group["params"]]
+    no_decay = [p for group in groups if group["weight_decay"] == 0.0 for p in group["params"]]
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -32,18 +38,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (fused kernels where the parameters live on CUDA) over :func:`param_groups`."""
+    """AdamW (betas 0.9/0.999, eps 1e-8; fused kernels where the parameters live on CUDA) over :func:`param_groups`."""
     on_cuda = any(p.is_cuda for p in model.parameters())
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                             fused=True if on_cuda else None)
+    return create_optimizer_v2(param_groups(model, weight_decay), opt="adamw", lr=lr, weight_decay=weight_decay,
+                               betas=(0.9, 0.999), eps=1e-8, fused=True if on_cuda else None)
 
 
 class WarmupCosine:
     """Per-optimizer-step schedule: linear from ``warmup_lr`` to ``peak_lr`` over ``warmup_steps``, then cosine to
-    ``min_lr`` at ``total_steps``.
+    ``min_lr`` at ``total_steps`` (and ``min_lr`` after it).
 
-    The lr is a pure function of the step, so resuming only needs the step count (kept in ``state_dict``) to continue
-    on exactly the same curve.
+    The curve is timm's ``CosineLRScheduler`` stepped per update; this class keeps the step count, so resuming only
+    needs ``state_dict`` to continue on exactly the same curve (the format checkpoints have always stored).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, peak_lr: float, total_steps: int, warmup_steps: int = 0,
@@ -53,19 +59,24 @@ class WarmupCosine:
         self.total_steps = max(1, int(total_steps))
         self.warmup_steps = max(0, min(int(warmup_steps), self.total_steps))
         self.step_count = 0
+        self._build()
+
+    def _build(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.peak_lr  # timm's base lr for every group (an old checkpoint may lack it)
+        self._curve = CosineLRScheduler(
+            self.optimizer,
+            t_initial=max(1, self.total_steps - self.warmup_steps),  # the cosine part, after the warm-up
+            lr_min=self.min_lr,
+            warmup_t=self.warmup_steps,
+            warmup_lr_init=self.warmup_lr,
+            warmup_prefix=True,
+            t_in_epochs=False,
+        )
         self._apply()
 
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.warmup_lr + (self.peak_lr - self.warmup_lr) * step / self.warmup_steps
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return self.min_lr + 0.5 * (self.peak_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
-
     def _apply(self) -> None:
-        lr = self.lr_at(self.step_count)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self._curve.step_update(self.step_count)
 
     def step(self) -> None:
         """Advance one optimizer step (call after ``optimizer.step()``)."""
@@ -84,4 +95,4 @@ class WarmupCosine:
             if key in state:
                 setattr(self, key, type(getattr(self, key))(state[key]))
         self.step_count = int(state["step_count"])
-        self._apply()
+        self._build()

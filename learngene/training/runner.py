@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learngene.atomic import write_json_atomic
 from learngene.errors import LearngeneError
 from learngene.runs import rundir
 from learngene.training import checkpoint as ckpt
@@ -38,7 +39,7 @@ from learngene.training.data import (
 )
 from learngene.training.distributed import DistInfo, any_rank, barrier
 from learngene.training.engine import StepContext, evaluate, train_one_epoch
-from learngene.training.metrics_log import MetricsLogger, write_json_atomic
+from learngene.training.metrics_log import MetricsLogger
 from learngene.training.model import build_model
 from learngene.training.optim import WarmupCosine, build_optimizer
 
@@ -125,6 +126,11 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def run_dir_deleted(run_dir: Path) -> LearngeneError:
+    """The failure of a run whose directory disappeared under it (whatever write noticed it first)."""
+    return LearngeneError(f"run directory {run_dir} was deleted while the run was training")
 
 
 def oom_message(config: TrainConfig, device: torch.device) -> str:
@@ -328,6 +334,8 @@ class Runner:
     def _on_step(self, step: int, loss: torch.Tensor, images: int) -> bool:
         self.step = step
         self._interval_images += images * self.dist.world_size
+        if self.dist.is_main and not self.run_dir.is_dir():  # a stat per step: cheap, and nothing can be saved
+            raise run_dir_deleted(self.run_dir)
         stop = any_rank(self.stop.requested, self.device) if self.dist.distributed else self.stop.requested
         if step % self.config.log_every == 0 or step == self.total_steps or stop:
             value = float(loss.item())
@@ -417,4 +425,27 @@ class Runner:
                           f"finished {self.step} steps, best top-1 {best}%")
 
     def close(self) -> None:
+        """Stop the data-loading worker processes and close the records (on every way out, failures included)."""
+        for name in ("train_loader", "val_loader"):
+            shutdown_loader(getattr(self, name, None))
         self.metrics.close()
+
+
+def shutdown_loader(loader: Any) -> None:
+    """Stop a DataLoader's worker processes now instead of whenever its iterator is garbage-collected.
+
+    Persistent workers live as long as the loader's iterator, and after a failure the traceback can keep that alive
+    until interpreter exit, where multiprocessing waits for workers that (by design, see ``data.make_loader``) ignore
+    its SIGTERM: the process would never end. torch has no public call for this; ``_shutdown_workers`` is what the
+    iterator's own ``__del__`` runs.
+    """
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is None:
+        return
+    loader._iterator = None
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        try:
+            shutdown()
+        except Exception as error:  # noqa: BLE001 - the worker's exit path kills whatever is left anyway
+            log.debug("shutting down loader workers failed: %s", error)

@@ -3,14 +3,16 @@
 Reads ``RUN_DIR/config.yaml``, trains, writes everything into RUN_DIR and ends by writing ``RUN_DIR/result.json``:
 ``{"state": "succeeded"|"failed"|"stopped", "message", "step", "epoch", "best_top1", "exit_code"}``.
 ``step`` counts optimizer steps; ``epoch`` is the 0-based epoch of the latest step (also in every metrics line).
-Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT: the current step finishes, ``last`` is saved), 1 failed (the one-
-line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
+Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT/SIGUSR2: the current step finishes, ``last`` is saved), 1 failed
+(the one-line message also goes to stderr and ``train.log``). Under torchrun every rank trains; only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import signal
 import sys
 import threading
@@ -22,12 +24,19 @@ from typing import Any
 
 import torch
 
+from learngene.atomic import disk_error, write_json_atomic
 from learngene.errors import LearngeneError
-from learngene.runs import rundir
+from learngene.runs import liveness, rundir
 from learngene.training.config import TrainConfig
 from learngene.training.distributed import cleanup_distributed, env_dist_info, init_distributed
-from learngene.training.metrics_log import disk_error, write_json_atomic
-from learngene.training.runner import ProgressCallback, Runner, StopFlag, oom_message, resolve_device
+from learngene.training.runner import (
+    ProgressCallback,
+    Runner,
+    StopFlag,
+    oom_message,
+    resolve_device,
+    run_dir_deleted,
+)
 
 log = logging.getLogger("learngene.training")
 
@@ -35,9 +44,14 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# SIGUSR2 is SLURM's warning before preemption or the time limit (and may reach every process of the job step):
+# checkpoint and stop, the job then requeues itself and resumes (learngene.runs.slurm_job).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
 @contextmanager
 def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into a graceful stop request (only possible from the main thread)."""
+    """Turn SIGTERM/SIGINT/SIGUSR2 into a graceful stop request (only possible from the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -50,7 +64,7 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
         log.info("%s received: stopping after the current step", name)
         stop.request(f"{name} received")
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         previous[signum] = signal.signal(signum, handler)
     try:
         yield
@@ -91,9 +105,36 @@ def _failure_message(error: BaseException, config: TrainConfig | None, device: t
             return oom_message(config, device)
         return "out of memory: lower --batch-size"
     if isinstance(error, OSError) and error.filename:
-        return str(disk_error(error.filename, error))
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+        return str(disk_error(os.fsdecode(error.filename), error))
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        # Raised again by torch from a DataLoader worker as "Caught X in DataLoader worker process N.\nOriginal
+        # Traceback ...": the worker's own last line names the problem (and the file).
+        last = text.splitlines()[-1].strip()
+        kind, _, detail = last.partition(": ")
+        message = f"{kind.rsplit('.', 1)[-1]}: {detail}" if detail else last
+    else:
+        first = text.splitlines()[0] if text else ""
+        message = f"{type(error).__name__}: {first}" if first else type(error).__name__
+    if message.startswith(_UNREADABLE_IMAGE):
+        message = re.sub(r"<_io\.\w+ name=('[^']*')>", r"\1", message)  # PIL names the open file object
+        message += " (a corrupt or non-image file in the dataset: remove or replace it)"
+    return message
+
+
+# How PIL and torchvision report an image file they cannot decode.
+_UNREADABLE_IMAGE = ("UnidentifiedImageError", "OSError: image file is truncated")
+
+
+def _append_traceback(path: Path | None) -> None:
+    """Keep the full traceback of an unexpected failure in ``train.log`` (the message stays one line)."""
+    if path is None:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+    except OSError as error:  # the run directory is gone or full: the one-line message still gets out
+        log.debug("cannot append the traceback to %s: %s", path, error)
 
 
 def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback | None = None,
@@ -136,19 +177,23 @@ def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback
             message = _failure_message(error, config, device)
             if isinstance(error, KeyboardInterrupt):
                 message = "interrupted"
+            elif writable and not run_dir.is_dir():
+                # Whichever write noticed first (metrics, TensorBoard, a checkpoint), the cause is the same.
+                message = str(run_dir_deleted(run_dir))
             if not isinstance(error, (LearngeneError, KeyboardInterrupt)):
                 log.debug("traceback:\n%s", traceback.format_exc())
-                if writable:
-                    with open(run_dir / rundir.TRAIN_LOG, "a", encoding="utf-8") as handle:
-                        handle.write(traceback.format_exc())
+                _append_traceback(run_dir / rundir.TRAIN_LOG if writable else None)
             if runner is not None:
                 result.update(step=runner.step, epoch=runner.epoch, best_top1=runner.best_top1)
             result.update(state="failed", message=message)
             log.error("failed: %s", message)
         finally:
-            if runner is not None:
-                runner.close()
-            cleanup_distributed()
+            try:
+                if runner is not None:
+                    runner.close()
+                cleanup_distributed()
+            except Exception as error:  # noqa: BLE001 - the result must still be written and the process end
+                log.warning("cleanup after the run failed: %s", error)
     result["exit_code"] = EXIT_CODES[result["state"]]
     if writable:
         try:
@@ -172,5 +217,28 @@ def main(argv: list[str] | None = None) -> int:
     return int(result["exit_code"])
 
 
+def exit_process(code: int, failed: bool) -> None:
+    """End this worker process with ``code``, whatever its children do.
+
+    ``result.json`` and the logs are written by now. A child that outlives the run (a DataLoader worker ignoring
+    SIGTERM, a stuck compile worker) would keep the run ``running`` and its slot taken: survivors get a short grace,
+    then SIGKILL, and a failed run leaves through ``os._exit`` so that no exit handler can wait on anything.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    killed = liveness.kill_own_children(grace_s=CHILD_GRACE_S)
+    if failed or killed:
+        os._exit(code)
+    sys.exit(code)
+
+
+CHILD_GRACE_S = 2.0  # how long leftover children may take to end by themselves once the run is over
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    exit_process(exit_code, failed=exit_code == EXIT_CODES["failed"])

@@ -122,25 +122,6 @@ def wait_for(predicate, timeout_s: float = 30.0, poll_s: float = 0.05):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
 
 
-def _descendants(root_pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [root_pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def _kill_everything(root: Path) -> None:
     if (root / "runs.db").exists():
         for row in Registry(root).all():
@@ -149,11 +130,7 @@ def _kill_everything(root: Path) -> None:
                     os.killpg(row["pgid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    for pid in _descendants(os.getpid()):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    liveness.kill_own_children()
     liveness.reap_children()
 
 

@@ -10,7 +10,7 @@ from conftest import wait_for
 
 from learngene.cli import main
 from learngene.runs import RunManager
-from learngene.runs.launchers import LocalLauncher
+from learngene.runs.launchers import WORKER_MODULE_ENV
 
 FAKE_TRAIN = ["train", "--model", "vit_tiny_patch16_224", "--dataset", "digits", "--img-size", "32",
               "--batch-size", "8", "--epochs", "1", "--device", "cpu"]  # fmt: skip
@@ -18,8 +18,8 @@ FAKE_TRAIN = ["train", "--model", "vit_tiny_patch16_224", "--dataset", "digits",
 
 @pytest.fixture
 def cli(runs_root, fake_worker, monkeypatch, capsys):
-    """Run the CLI in-process with the fake worker as the default local worker; returns (exit code, stdout)."""
-    monkeypatch.setattr(LocalLauncher.__init__, "__defaults__", (fake_worker,))
+    """Run the CLI in-process with the fake worker as the default worker; returns (exit code, stdout, stderr)."""
+    monkeypatch.setenv(WORKER_MODULE_ENV, fake_worker)
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -93,6 +93,9 @@ def test_stop_resume_and_clone_from_the_command_line(cli, runs_root):
         (("runs", "show", "nope"), "no run 'nope'"),
         (("runs", "clone", "nope", "lr=1"), "no run 'nope'"),
         (("runs", "stop", "nope"), "no run 'nope'"),
+        ((*FAKE_TRAIN, "--launcher", "slurm", "--partition", "gpu\n#SBATCH --wrap=id"), "contains a newline"),
+        ((*FAKE_TRAIN, "--launcher", "slurm", "--sbatch", "Account=x"), "invalid --sbatch key 'Account'"),
+        ((*FAKE_TRAIN, "--launcher", "torchrun", "--nnodes", "2", "--rdzv-endpoint", "h:1\n"), "contains a newline"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_launches_nothing(cli, runs_root, argv, message):
@@ -102,19 +105,13 @@ def test_bad_input_is_one_clear_line_and_launches_nothing(cli, runs_root, argv, 
     assert RunManager(runs_root).list() == []
 
 
-_DRIVER = """
-import sys
-from learngene.cli import main
-from learngene.runs.launchers import LocalLauncher
-LocalLauncher.__init__.__defaults__ = ("fake_worker",)
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worker, tmp_path):
+def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worker, tmp_path, monkeypatch):
     import signal
     import subprocess
     import sys
+
+    # The real `learngene train` process, told which worker to start the one documented way (no patching).
+    monkeypatch.setenv(WORKER_MODULE_ENV, fake_worker)
 
     argv = [*FAKE_TRAIN, "--model-arg", "fake_steps=400", "--model-arg", "fake_step_s=0.05", "--name", "fg"]
     out_path, err_path = tmp_path / "cli.out", tmp_path / "cli.err"
@@ -122,7 +119,7 @@ def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worke
         open(out_path, "w") as out,
         open(err_path, "w") as err,
     ):  # files, not pipes: nothing can block on a full pipe
-        cli = subprocess.Popen([sys.executable, "-c", _DRIVER, *argv], stdout=out, stderr=err)
+        cli = subprocess.Popen([sys.executable, "-m", "learngene", *argv], stdout=out, stderr=err)
     try:
         manager = RunManager(runs_root)
 
@@ -140,3 +137,4 @@ def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worke
     assert "stopping run" in err_path.read_text() and "stopped at step" in out_path.read_text()
     record = manager.get("fg")
     assert record["state"] == "stopped" and record["has_checkpoint"]
+    assert (manager.run_dir(record["run_id"]) / "launches.txt").is_file()  # the fake worker ran, not the real one

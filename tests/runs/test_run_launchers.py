@@ -9,24 +9,31 @@ from conftest import fake_config, wait_for
 
 from learngene.errors import LearngeneError
 from learngene.runs import RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
-from learngene.runs.launchers import LocalLauncher, WorkerJob
+from learngene.runs.launchers import LocalLauncher
+
+# How this interpreter runs a module without the working directory on sys.path (3.10 has no -P: a bootstrap).
+SAFE_PYTHON = [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable, "-c"]
 
 
 def test_local_command_is_an_argument_list(tmp_path):
     launcher = LocalLauncher()
     argv = launcher.command(tmp_path / "run with space", resume=True)
-    assert argv[:3] == [sys.executable, "-m", "learngene.training.worker"]
-    assert argv[3].endswith("run with space") and argv[4] == "--resume"
-    assert launcher.describe(tmp_path / "run with space")[0].endswith("'")  # quoted for display only
+    assert argv[:2] == SAFE_PYTHON and "learngene.training.worker" in argv[2:4]
+    assert argv[-2].endswith("run with space") and argv[-1] == "--resume"
+    shown = launcher.describe(tmp_path / "run with space", resume=True)[0]
+    assert shown.endswith("' --resume") and "'" + str((tmp_path / "run with space").resolve()) + "'" in shown
     assert make_launcher("local", {}).options() == {}
 
 
 def test_torchrun_single_node_is_standalone(tmp_path):
     launcher = make_launcher("torchrun", {"nproc_per_node": 2})
     argv = launcher.command(tmp_path / "r1")
-    assert argv[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert argv[3:8] == ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
-    assert argv[8:10] == ["-m", "learngene.training.worker"]
+    if sys.version_info >= (3, 11):
+        assert argv[:4] == [sys.executable, "-P", "-m", "torch.distributed.run"]
+        assert argv[4:9] == ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
+        # every rank runs the worker off the working directory's path too
+        assert argv[9:] == ["--no-python", sys.executable, "-P", "-m", "learngene.training.worker",
+                            str((tmp_path / "r1").resolve())]
     assert launcher.slots() == 2
 
 
@@ -57,9 +64,8 @@ def test_slurm_describes_its_sbatch_options(tmp_path):
     assert "#SBATCH --account=proj" in lines
     assert lines[-1].startswith("srun ") and "torch.distributed.run" in lines[-1]
     assert launcher.slots() == 0 and SlurmLauncher(cluster="local").slots() == 1
-    assert WorkerJob(str(tmp_path), False).command()[2] == "learngene.training.worker"
-    with pytest.raises(LearngeneError, match="unknown submitit cluster"):
-        SlurmLauncher(cluster="k8s")
+    with pytest.raises(LearngeneError, match="unknown submitit cluster 'debug': use slurm or local"):
+        SlurmLauncher(cluster="debug")
 
 
 def test_submitit_local_executor_runs_and_stops_a_job(runs_root, fake_worker):
@@ -92,3 +98,38 @@ def test_torchrun_launches_and_stops_a_process_group(runs_root, fake_worker):
     record = manager.wait(run_id, timeout_s=30)
     assert record["state"] == "stopped" and record["has_checkpoint"], record
     assert (manager.run_dir(run_id) / "rank1.stopped").is_file()  # every rank got the stop itself
+
+
+def test_a_slurm_job_is_checkpointable_and_its_requeue_resumes(tmp_path):
+    from submitit.helpers import Checkpointable
+
+    from learngene.runs.slurm_job import WorkerJob
+
+    job = WorkerJob(str(tmp_path), resume=False, worker_module="fake_worker")
+    assert isinstance(job, Checkpointable)
+    assert job.checkpoint().function.resume is False  # preempted before the first checkpoint: start over
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"saved")
+    requeued = job.checkpoint().function
+    assert isinstance(requeued, WorkerJob) and requeued.resume is True and requeued.run_dir == job.run_dir
+    assert requeued.command()[-2:] == [str(tmp_path.resolve()), "--resume"] and job.command()[-1] != "--resume"
+
+
+def test_a_preempted_local_cluster_job_requeues_and_finishes_from_its_checkpoint(runs_root, fake_worker):
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=60, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])  # submitit's task process, running WorkerJob
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before preempting the job or at its time limit
+    record = manager.wait(run_id, timeout_s=120)
+    assert record["state"] == "succeeded" and record["step"] == 60, record
+    starts = [m for m in manager.read_metrics(run_id) if m["kind"] == "start"]
+    assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] >= 4  # resumed, not restarted
+    launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
+    assert len([line for line in launches if not line.startswith("end")]) == 2

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import read_metrics
 
@@ -52,6 +54,86 @@ def test_sigterm_stops_with_a_checkpoint(make_run):
     assert result["state"] == "stopped" and result["exit_code"] == 3 and "SIGTERM" in result["message"]
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == result["step"] >= 1
     assert "SIGTERM received" in (run_dir / "train.log").read_text()
+
+
+def _start_worker(run_dir: Path) -> tuple[subprocess.Popen, Path]:
+    err = run_dir.parent / f"{run_dir.name}.stderr"  # outside the run directory, which a test may delete
+    with open(err, "w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "learngene.training.worker", str(run_dir)], cwd=REPO,
+                                   env=_env(), stdout=subprocess.DEVNULL, stderr=handle)
+    return process, err
+
+
+def _wait_until(predicate, process: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise AssertionError(f"condition not met (worker exit code {process.poll()})")
+        time.sleep(0.1)
+
+
+def _last_line(path: Path) -> str:
+    return path.read_text().strip().splitlines()[-1]
+
+
+# After its result is final, a failing worker must be gone within this many seconds (loader workers included).
+EXIT_WITHIN_S = 10
+
+
+def _image_folder(root: Path, corrupt: bool) -> Path:
+    """Three classes of six 16-px images each: random pixels as JPEGs, or garbage bytes named .jpg."""
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for label in ("cat", "dog", "eel"):
+        (root / label).mkdir(parents=True)
+        for index in range(6):
+            path = root / label / f"{index}.jpg"
+            if corrupt:
+                path.write_bytes(generator.bytes(200))  # not an image at all
+            else:
+                Image.fromarray(generator.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    return root
+
+
+TINY_MODEL = {"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}
+
+
+def test_a_dataset_of_corrupt_jpegs_fails_and_the_worker_exits(make_run, tmp_path):
+    data = _image_folder(tmp_path / "corrupt", corrupt=True)
+    run_dir = make_run(dataset=str(data), workers=2, batch_size=4, val_fraction=0.3, model_kwargs=TINY_MODEL)
+    process, err = _start_worker(run_dir)
+    try:
+        _wait_until(lambda: (run_dir / "result.json").is_file(), process)
+        process.wait(timeout=EXIT_WITHIN_S)  # DataLoader workers ignore SIGTERM: they used to keep it alive forever
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "failed" and "\n" not in result["message"]
+    assert result["message"].startswith("UnidentifiedImageError: cannot identify image file '")
+    assert str(data) in result["message"] and "remove or replace it" in result["message"]
+    assert _last_line(err) == f"error: {result['message']}"
+
+
+def test_a_run_directory_deleted_mid_run_fails_and_the_worker_exits(make_run, tmp_path):
+    data = _image_folder(tmp_path / "images", corrupt=False)
+    run_dir = make_run(dataset=str(data), epochs=1000, log_every=1, workers=2, batch_size=4, val_fraction=0.3,
+                       model_kwargs=TINY_MODEL)
+    process, err = _start_worker(run_dir)
+    try:
+        metrics = run_dir / "metrics.jsonl"
+        _wait_until(lambda: metrics.is_file() and '"kind": "train"' in metrics.read_text(), process)
+        shutil.rmtree(run_dir)
+        process.wait(timeout=EXIT_WITHIN_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert _last_line(err) == f"error: run directory {run_dir} was deleted while the run was training"
 
 
 def test_bad_config_fails_before_launch_with_one_line(make_run):

@@ -155,3 +155,17 @@ def test_stop_requested_before_the_first_step(make_run):
     assert result["state"] == "stopped" and result["step"] == 0 and "early" in result["message"]
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 0
     assert run_training(run_dir, resume=True)["step"] == 5
+
+
+def test_a_checkpoint_never_recreates_a_deleted_run_directory(tmp_path):
+    from learngene.errors import LearngeneError
+    from learngene.training.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(LearngeneError, match="could not write .*last.pt"):
+        save_checkpoint(run_dir / "checkpoints" / "last.pt", {"model": {}, "step": 1})
+    assert not run_dir.exists()
+    run_dir.mkdir()
+    save_checkpoint(run_dir / "checkpoints" / "last.pt", {"model": {}, "step": 1})
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 1
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.pt"]  # no temporary file left
