@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 
 from learngene.errors import LearngeneError
+from learngene.runs.launchers import SLURM_CLUSTERS as SUBMITIT_CLUSTERS  # the launcher validates against it
 from learngene.training.config import config_to_argv, yaml_text
 
 LAUNCHER_CHOICES = ("local", "torchrun", "slurm")
 # submitit clusters the SLURM launcher accepts (its in-process "debug" cluster only runs a job when its result is
 # awaited, which a detached run never does). The app's choice list comes from here too.
-SUBMITIT_CLUSTERS = ("slurm", "local")
 SBATCH_OPTION = "extra"  # the launcher option that --sbatch KEY=VALUE fills
 
 
