@@ -179,3 +179,32 @@ def test_run_figures_from_metrics():
 def test_a_trained_transform_row_is_a_valid_plan():
     plan = make_plan(variants=(parse_variant("T-trained:ffn_groups=3-5,train_transform=true"),))
     assert plan.variants[0].spec_options["train_transform"] is True
+
+
+def test_a_bad_plan_writes_nothing_and_the_fixed_rerun_is_accepted(tmp_path):
+    from learngene.compare import run_comparison
+
+    out = tmp_path / "cmp"
+    bad = ComparisonPlan(datasets=("digits",), variants=(Variant("scratch", "scratch"),), seeds=(0,), eps=-5.0)
+    with pytest.raises(LearngeneError, match="Eps must be a positive number"):
+        run_comparison(bad, out, runs_dir=tmp_path / "runs")
+    assert not out.exists()
+    check_plan_file(out, make_plan())  # the corrected plan is accepted in the same --out
+    assert json.loads((out / "plan.json").read_text())["eps"] == 10.0
+
+
+def test_unwritable_out_and_bad_eps_are_one_line_from_the_command_line(tmp_path, capsys):
+    from learngene.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    base = ["compare", "--dataset", "digits", "--inits", "scratch", "--seeds", "0", "--runs-dir", str(tmp_path / "r")]
+    for argv, message in [
+        ([*base, "--out", str(blocker / "cmp")], "cannot create"),
+        ([*base, "--out", str(tmp_path / "cmp"), "--eps", "-1"], "Eps must be a positive number"),
+    ]:
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cmp").exists()

@@ -70,3 +70,16 @@ def test_reads_never_launch(runs_root, fake_worker):
     # A plain read of an active root starts the scheduler process, which launches the run (the read did not).
     manager.get(run_id)
     assert manager.wait(run_id, timeout_s=60)["state"] == "succeeded"
+
+
+def test_cluster_jobs_take_no_local_slot_so_all_are_submitted_in_one_pass(runs_root):
+    # A real SLURM launcher on a machine without sbatch: every submission fails, but all of them are attempted in
+    # the same pass although the root has one slot (SLURM queues its jobs itself; nothing waits here).
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "slurm", "partition": "gpu"}
+    run_ids = [manager.submit(fake_config(), launcher="slurm", launcher_options=options, schedule=False)
+               for _ in range(3)]  # fmt: skip
+    assert manager.schedule() == run_ids
+    for run_id in run_ids:
+        record = manager.get(run_id, schedule=False)
+        assert record["state"] == "failed" and record["error_tail"].startswith("launch failed"), record
