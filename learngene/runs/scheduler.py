@@ -33,6 +33,8 @@ LOCK_FILE = "scheduler.lock"  # in the runs root: held by the one scheduler proc
 LOG_FILE = "scheduler.log"  # in the runs root: the scheduler's own warnings
 TICK_S = 1.0  # seconds between passes: a slot freed by a run is reused within about this long
 WAKE_SIGNAL = signal.SIGUSR1  # "a run was queued": start a pass now instead of at the next tick
+# Also wake on SIGCHLD: a run this process launched has just exited, so its slot can be handed on at once.
+_WAKERS = {WAKE_SIGNAL, signal.SIGCHLD}
 
 
 def _try_lock(path: Path) -> int | None:
@@ -93,7 +95,7 @@ def wake(root: str | os.PathLike) -> bool:
         pid = int((root / LOCK_FILE).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return True  # it is just starting and will look at the queue anyway
-    # The lock is held, so its holder (whose pid this is) is alive; it blocks WAKE_SIGNAL before taking the lock,
+    # The lock is held, so its holder (whose pid this is) is alive; it handles WAKE_SIGNAL before taking the lock,
     # so the signal can only wake it, never terminate it.
     try:
         os.kill(pid, WAKE_SIGNAL)
@@ -103,12 +105,21 @@ def wake(root: str | os.PathLike) -> bool:
 
 
 def _pause(tick_s: float) -> None:
-    """Sleep ``tick_s`` or until woken by :data:`WAKE_SIGNAL` (which this process keeps blocked)."""
+    """Sleep ``tick_s`` or until woken by a nudge or a child's exit.
+
+    The signals are blocked only while waiting (so they queue for ``sigtimedwait``): a signal mask survives fork
+    and exec, and the runs this process launches must start with none blocked. One that arrives outside the wait
+    goes to a no-op handler, and the pass it asked for comes with the next tick.
+    """
     waiter = getattr(signal, "sigtimedwait", None)
     if waiter is None:  # no sigtimedwait (macOS): plain ticks
         time.sleep(tick_s)
         return
-    waiter({WAKE_SIGNAL}, tick_s)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _WAKERS)
+    try:
+        waiter(_WAKERS, tick_s)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAKERS)
 
 
 def serve(root: str | os.PathLike, tick_s: float = TICK_S) -> int:
@@ -117,8 +128,8 @@ def serve(root: str | os.PathLike, tick_s: float = TICK_S) -> int:
     from learngene.runs.registry import ACTIVE_STATES
 
     root = Path(root)
-    # Blocked before the lock is taken (and the pid published), so a nudge never kills a starting scheduler.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {WAKE_SIGNAL})
+    # Handled before the lock is taken (and the pid published), so a nudge never kills a starting scheduler.
+    signal.signal(WAKE_SIGNAL, lambda signum, _frame: None)
     fd = _try_lock(root / LOCK_FILE)
     if fd is None:
         return 0  # another scheduler holds this root

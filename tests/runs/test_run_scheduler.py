@@ -61,7 +61,8 @@ def test_slots_are_one_setting_per_runs_root(runs_root):
 
 def test_reads_never_launch(runs_root, fake_worker):
     manager = RunManager(runs_root, slots=1)
-    run_id = manager.submit(fake_config(), launcher_options={"worker_module": fake_worker}, schedule=False)
+    run_id = manager.submit(fake_config(fake_steps=40, fake_step_s=0.05), launcher_options={"worker_module": fake_worker},
+                            schedule=False)  # fmt: skip
     for _ in range(3):
         assert manager.get(run_id, schedule=False)["state"] == "queued"
         assert [r["state"] for r in manager.list(schedule=False)] == ["queued"]
@@ -69,6 +70,10 @@ def test_reads_never_launch(runs_root, fake_worker):
     assert not (runs_root / run_id / "launches.txt").exists()
     # A plain read of an active root starts the scheduler process, which launches the run (the read did not).
     manager.get(run_id)
+    pid = wait_for(lambda: manager.get(run_id)["pid"], timeout_s=60)
+    # The scheduler waits with its wake-up signals blocked; the runs it launches must not inherit that mask.
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    assert int(status["SigBlk"].strip(), 16) == 0
     assert manager.wait(run_id, timeout_s=60)["state"] == "succeeded"
 
 
