@@ -195,12 +195,14 @@ def chunk_pending(path, position: int) -> bool:
 
 
 def run_stop(args: argparse.Namespace) -> int:
+    from learngene.runs.registry import FINAL_STATES, RUNNING
+
     manager = _manager(args)
     run_id = manager.resolve(args.run)
     state = manager.stop(run_id, force=args.force)
-    if args.wait and state not in ("stopped", "failed", "succeeded"):
+    if args.wait and state not in FINAL_STATES:
         state = manager.wait(run_id)["state"]
-    verb = "stopping" if state == "running" else state
+    verb = "stopping" if state == RUNNING else state
     print(f"run {run_id} {verb}")
     return 0
 

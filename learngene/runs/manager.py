@@ -238,7 +238,10 @@ class RunManager:
             raise
         log.debug("queued run %s", run_id)
         if schedule:
-            self._advance(run_id)
+            try:
+                self._advance(run_id)
+            except LearngeneError as error:  # queued is a valid outcome: the scheduler process launches it later
+                log.warning("run %s is queued; waiting for its launch failed: %s", run_id, error)
         return run_id
 
     def _advance(self, run_id: str) -> None:
