@@ -156,9 +156,17 @@ class RunManager:
         return make_launcher(row["launcher"], json.loads(row.get("launcher_options") or "{}"))
 
     def _run_dir(self, row: dict[str, Any]) -> Path:
-        """The row's run directory: stored relative to the runs root when inside it, so a moved root still works."""
+        """The row's run directory: stored relative to the runs root when inside it, so a moved root still works.
+
+        Rows written by older versions hold absolute paths; when that path is gone but the root has the run's
+        folder (the root was moved), the folder in the root is used.
+        """
         path = Path(row["run_dir"])
-        return path if path.is_absolute() else self.root / path
+        if not path.is_absolute():
+            return self.root / path
+        if not path.exists() and (self.root / row["run_id"]).is_dir():
+            return self.root / row["run_id"]
+        return path
 
     def _located(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row with an absolute ``run_dir``, as launchers and readers expect."""

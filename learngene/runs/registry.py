@@ -127,9 +127,12 @@ def create_database(path: Path) -> None:
         finally:
             conn.close()
         try:
-            os.link(tmp, path)
+            os.link(tmp, path)  # fails if another process created it meanwhile: keep theirs
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: a rename, which could only lose a just-made twin
+            if not path.exists():
+                os.replace(tmp, path)
     except (OSError, sqlite3.Error) as error:
         raise LearngeneError(
             f"cannot create the run registry {path}: {getattr(error, 'strerror', None) or error}; "

@@ -105,8 +105,14 @@ def test_a_newer_schema_is_refused(runs_root):
         RunManager(runs_root)
 
 
-def test_a_moved_runs_root_resumes_runs_in_the_new_place(runs_root, fake_worker, tmp_path):
+@pytest.mark.parametrize("stored", ["relative", "absolute"])  # absolute: a row written by an older version
+def test_a_moved_runs_root_resumes_runs_in_the_new_place(runs_root, fake_worker, tmp_path, stored):
     _, stopped = _finished_runs(runs_root, fake_worker)
+    with sqlite3.connect(runs_root / "runs.db") as conn:
+        (value,) = conn.execute("SELECT run_dir FROM runs WHERE run_id = ?", (stopped,)).fetchone()
+        assert value == stopped  # inside the root: stored relative to it
+        if stored == "absolute":
+            conn.execute("UPDATE runs SET run_dir = ? WHERE run_id = ?", (str(runs_root / stopped), stopped))
     moved = tmp_path / "elsewhere" / "runs"
     moved.parent.mkdir()
     shutil.move(str(runs_root), str(moved))
