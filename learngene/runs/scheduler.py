@@ -122,6 +122,14 @@ def _pause(tick_s: float) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _WAKERS)
 
 
+def _still_ours(fd: int, path: Path) -> bool:
+    """Whether ``path`` is still the lock file this process holds (not deleted, not moved away with its root)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except OSError:
+        return False
+
+
 def serve(root: str | os.PathLike, tick_s: float = TICK_S) -> int:
     """The scheduler loop: hold the lock, schedule every ``tick_s``, return when nothing is queued or running."""
     from learngene.runs import RunManager
@@ -140,6 +148,10 @@ def serve(root: str | os.PathLike, tick_s: float = TICK_S) -> int:
         os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for a curious user
         manager = RunManager(root)
         while not stopping:
+            if not _still_ours(fd, root / LOCK_FILE):
+                # The root was deleted or moved: readers at its new place start a scheduler of their own.
+                log.warning("%s is gone or was moved; this scheduler stops", root)
+                return 0
             try:
                 manager.schedule()
                 active = manager.registry.all(ACTIVE_STATES)

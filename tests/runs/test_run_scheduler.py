@@ -88,3 +88,24 @@ def test_cluster_jobs_take_no_local_slot_so_all_are_submitted_in_one_pass(runs_r
     for run_id in run_ids:
         record = manager.get(run_id, schedule=False)
         assert record["state"] == "failed" and record["error_tail"].startswith("launch failed"), record
+
+
+def test_the_scheduler_stops_when_its_root_is_moved_away(runs_root, fake_worker, tmp_path):
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_steps=400, fake_step_s=0.05), launcher_options={"worker_module": fake_worker})
+    pid = int((runs_root / scheduler.LOCK_FILE).read_text())
+    moved = tmp_path / "moved"
+    runs_root.rename(moved)
+    wait_for(lambda: not _alive(pid), timeout_s=15, poll_s=0.2)  # no scheduler left looping on a vanished root
+    # The worker lost its directory under its feet (moving a root is for stopped runs), but the registry at the new
+    # place still settles it: a read there starts a scheduler, which reconciles the run and then exits.
+    record = RunManager(moved).wait(run_id, timeout_s=30)
+    assert record["state"] in ("failed", "succeeded") and record["run_dir"] == str(moved / run_id)
+    wait_for(lambda: not scheduler.is_running(moved), timeout_s=15, poll_s=0.5)
+
+
+def _alive(pid: int) -> bool:
+    from learngene.runs import liveness
+
+    liveness.reap_children()
+    return liveness.is_alive(pid)
