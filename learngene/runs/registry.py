@@ -92,7 +92,14 @@ SETTINGS = (
     "slots",  # runs allowed at once on this machine; unset: one per GPU, else 1
 )
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-REBUILD_HINT = "rebuild the index from the run directories with `learngene runs rebuild-registry`"
+
+
+def rebuild_hint(path: Path) -> str:
+    """The fix for a damaged registry at ``path``, as a command to paste."""
+    import shlex
+
+    return (f"rebuild the index from the run directories with "
+            f"`learngene runs rebuild-registry --runs-dir {shlex.quote(str(path.parent))}`")  # fmt: skip
 
 
 def apply_schema(conn: sqlite3.Connection) -> None:
@@ -152,9 +159,9 @@ def check_database(path: Path) -> None:
     except OSError as error:
         raise LearngeneError(f"cannot read the run registry {path}: {error.strerror or error}") from None
     if not head:
-        raise LearngeneError(f"the run registry {path} is empty (0 bytes), so no run can be found; {REBUILD_HINT}")
+        raise LearngeneError(f"the run registry {path} is empty (0 bytes), so no run can be found; {rebuild_hint(path)}")
     if head != _SQLITE_MAGIC:
-        raise LearngeneError(f"the run registry {path} is not an SQLite database (damaged?); {REBUILD_HINT}")
+        raise LearngeneError(f"the run registry {path} is not an SQLite database (damaged?); {rebuild_hint(path)}")
     try:
         conn = sqlite3.connect(path, timeout=30.0)
         try:
@@ -165,9 +172,9 @@ def check_database(path: Path) -> None:
     except sqlite3.Error as error:
         raise database_error(path, error) from None
     if verdict != "ok":
-        raise LearngeneError(f"the run registry {path} is damaged ({verdict}); {REBUILD_HINT}")
+        raise LearngeneError(f"the run registry {path} is damaged ({verdict}); {rebuild_hint(path)}")
     if "runs" not in tables:
-        raise LearngeneError(f"the run registry {path} has no runs table; {REBUILD_HINT}")
+        raise LearngeneError(f"the run registry {path} has no runs table; {rebuild_hint(path)}")
 
 
 def database_error(path: Path, error: sqlite3.Error) -> LearngeneError:
@@ -177,7 +184,7 @@ def database_error(path: Path, error: sqlite3.Error) -> LearngeneError:
         return LearngeneError(f"the run registry {path} is locked by another process ({text}); try again")
     if "unable to open" in text or "readonly" in text or "read-only" in text:
         return LearngeneError(f"cannot open the run registry {path} ({text}); check that the folder is writable")
-    return LearngeneError(f"the run registry {path} is damaged ({text}); {REBUILD_HINT}")
+    return LearngeneError(f"the run registry {path} is damaged ({text}); {rebuild_hint(path)}")
 
 
 
