@@ -13,7 +13,7 @@ from learngene.runs.launchers import (
     TorchrunLauncher,
     make_launcher,
 )
-from learngene.runs.manager import RunManager
+from learngene.runs.manager import RunManager, RunRecord
 from learngene.runs.registry import (
     ACTIVE_STATES,
     FAILED,
@@ -39,6 +39,7 @@ __all__ = [
     "Launcher",
     "LocalLauncher",
     "RunManager",
+    "RunRecord",
     "SlurmLauncher",
     "TorchrunLauncher",
     "make_launcher",

@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from learngene.errors import LearngeneError
 from learngene.paths import runs_dir
@@ -56,6 +56,51 @@ EXIT_CODES = {SUCCEEDED: 0, STOPPED: 3, FAILED: 1}
 LINGER_GRACE_S = 10.0
 # How long submit / resume wait for the scheduler process to launch a run that has a free slot.
 LAUNCH_WAIT_S = 15.0
+
+
+class RunRecord(TypedDict):
+    """What :meth:`RunManager.get` and :meth:`RunManager.list` return: a plain dict (JSON-ready, ``record["state"]``
+    works everywhere) with these keys and types. ``run_dir`` is absolute; ``state`` is one of
+    :data:`~learngene.runs.registry.STATES`."""
+
+    # the registry's columns (see learngene.runs.registry.COLUMNS), decoded
+    run_id: str
+    name: str
+    state: str
+    created: float
+    queued_at: float | None
+    started: float | None
+    ended: float | None
+    pid: int | None
+    pgid: int | None
+    proc_start: str | None
+    job_id: str | None
+    launcher: str
+    launcher_options: dict[str, Any]
+    host: str | None
+    gpus: str | None
+    exit_code: int | None
+    error_tail: str | None
+    run_dir: str
+    config: dict[str, Any]
+    parent_run_id: str | None
+    resume: bool
+    stop_requested: float | None
+    attempts: int
+    # the latest metrics (rundir.metrics_summary)
+    step: int | None
+    epoch: int | None
+    total_steps: int | None
+    best_top1: float | None
+    top1: float | None
+    loss: float | None
+    eta_s: float | None
+    images_per_s: float | None
+    progress: float | None  # in [0, 1]
+    # from the run directory and the launcher
+    message: str | None  # the worker's final message
+    has_checkpoint: bool
+    command: list[str]  # equivalent shell lines of the (next) launch
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -93,13 +138,7 @@ class RunManager:
             scheduler process), overriding the GPU count and ``cpu_slots``.
         linger_grace_s: Seconds a process may outlive its final ``result.json`` before it is killed.
 
-    Records returned by :meth:`get` and :meth:`list` are dicts with the registry columns (``run_id``, ``name``,
-    ``state``, ``created``, ``queued_at``, ``started``, ``ended``, ``pid``, ``pgid``, ``job_id``, ``launcher``,
-    ``launcher_options`` (dict), ``host``, ``exit_code``, ``error_tail``, ``run_dir``, ``config`` (dict),
-    ``parent_run_id``, ``resume``, ``attempts``, ``stop_requested``) plus the latest metrics (``step``, ``epoch``,
-    ``total_steps``, ``best_top1``, ``top1``, ``loss``, ``eta_s``, ``images_per_s``, ``progress`` in [0, 1] or
-    None), ``message`` (the worker's final message, if any), ``has_checkpoint`` and ``command`` (equivalent shell
-    lines).
+    Records returned by :meth:`get` and :meth:`list` are :class:`RunRecord` dicts.
     """
 
     def __init__(
@@ -467,7 +506,7 @@ class RunManager:
             "error_tail": "\n".join(p for p in (message, stderr_tail) if p),
         }
 
-    def _record(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, row: dict[str, Any]) -> RunRecord:
         row = self._located(row)
         record = dict(row)
         record["launcher_options"] = json.loads(row.get("launcher_options") or "{}")
@@ -486,7 +525,7 @@ class RunManager:
             record["command"] = self._launcher(row).describe(row["run_dir"], bool(row.get("resume")))
         except LearngeneError:
             record["command"] = []
-        return record
+        return record  # type: ignore[return-value]
 
     def _look(self, rows: list[dict[str, Any]], start_scheduler: bool) -> None:
         """What every read does besides reading: reap our own finished children (no zombies in a long-lived app)
@@ -498,7 +537,7 @@ class RunManager:
 
             scheduler.ensure_running(self.root)
 
-    def list(self, schedule: bool = True) -> list[dict[str, Any]]:
+    def list(self, schedule: bool = True) -> list[RunRecord]:
         """All runs, newest first. A pure read: it never launches and never takes the write lock.
 
         Args:
@@ -515,7 +554,7 @@ class RunManager:
         """Run id for a run id, a unique id prefix or a unique name."""
         return self.registry.resolve(ref)
 
-    def get(self, run_id: str, schedule: bool = True) -> dict[str, Any]:
+    def get(self, run_id: str, schedule: bool = True) -> RunRecord:
         """One run's record (see the class docstring); LearngeneError if there is no such run.
 
         A pure read like :meth:`list` (``schedule`` only makes sure the scheduler process runs while runs are
@@ -527,7 +566,7 @@ class RunManager:
         self._look([row], schedule)
         return self._record(row)
 
-    def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+    def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.5) -> RunRecord:
         """Block until the run reaches a final state (or ``timeout_s`` passes); returns its record."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:

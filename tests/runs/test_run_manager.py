@@ -261,3 +261,14 @@ def test_each_run_gets_its_own_gpu_slot(runs_root, fake_worker, monkeypatch):
     # The GPUs are pretended in this process only, so this process schedules (the scheduler process sees none).
     third = wait_for(lambda: manager.schedule() and (r := manager.get(runs[2]))["state"] == "running" and r)
     assert third["gpus"] == records[0]["gpus"]  # the freed GPU goes to the next run in the queue
+
+
+def test_records_carry_exactly_the_documented_keys(manager, fake_worker):
+    from typing import get_type_hints
+
+    from learngene.runs import RunRecord
+
+    run_id = manager.submit(fake_config(fake_steps=2), launcher_options={"worker_module": fake_worker})
+    record = manager.wait(run_id, timeout_s=30)
+    assert set(record) == set(get_type_hints(RunRecord))
+    assert json.loads(json.dumps(record))["run_id"] == run_id  # still a plain, JSON-ready dict
