@@ -1,7 +1,8 @@
-"""``learngene runs list|show|logs|stop|resume|clone``: the run registry from the command line.
+"""``learngene runs list|show|logs|stop|resume|clone|rebuild-registry``: the run registry from the command line.
 
-Every sub-command reconciles the registry first, so a run whose process died is reported ``failed`` here and the
-queue advances, just as when the app polls.
+``list``, ``show`` and ``logs`` only read: they never launch a run or take the registry's write lock (the runs
+root's scheduler process advances the queue and notices ended runs; a read starts it if runs are active and it is
+missing). ``stop``, ``resume`` and ``clone`` write.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="a run's log")
     p.add_argument("run", help="run id, unique id prefix or name")
     add_run_arguments(p)
-    p.add_argument("-n", "--lines", type=int, default=50, help="lines from the end (default 50)")
+    p.add_argument("-n", "--lines", type=int, default=50, help="lines from the end (default 50; 0 or more)")
     p.add_argument("--stream", choices=("train", "stdout", "stderr"), default="train", help="which log")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.set_defaults(func=run_logs)
@@ -92,6 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add_train_arguments(p)  # their defaults are SUPPRESS: only flags actually given become overrides
     p.set_defaults(func=run_clone)
+
+    p = sub.add_parser("rebuild-registry", help="rebuild a lost or damaged runs.db from the run directories",
+                       description="Rebuild the run index (runs.db) from the run directories under the runs root. "
+                       "Each run's state comes from its result.json; a run without one becomes stopped (with a "
+                       "checkpoint: resumable) or failed. The old runs.db is kept as runs.db.damaged-TIME. Stop "
+                       "running workers first: the rebuilt index cannot track them.")  # fmt: skip
+    add_run_arguments(p)
+    p.set_defaults(func=run_rebuild_registry)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -151,6 +160,8 @@ def run_show(args: argparse.Namespace) -> int:
 def run_logs(args: argparse.Namespace) -> int:
     from learngene.runs.registry import FINAL_STATES
 
+    if args.lines < 0:
+        raise LearngeneError(f"-n/--lines must be 0 or more (lines from the end), got {args.lines}")
     manager = _manager(args)
     run_id = manager.resolve(args.run)
     for line in manager.log_tail(run_id, args.lines, args.stream):
@@ -186,12 +197,14 @@ def chunk_pending(path, position: int) -> bool:
 
 
 def run_stop(args: argparse.Namespace) -> int:
+    from learngene.runs.registry import FINAL_STATES, RUNNING
+
     manager = _manager(args)
     run_id = manager.resolve(args.run)
     state = manager.stop(run_id, force=args.force)
-    if args.wait and state not in ("stopped", "failed", "succeeded"):
+    if args.wait and state not in FINAL_STATES:
         state = manager.wait(run_id)["state"]
-    verb = "stopping" if state == "running" else state
+    verb = "stopping" if state == RUNNING else state
     print(f"run {run_id} {verb}")
     return 0
 
@@ -224,3 +237,17 @@ def run_clone(args: argparse.Namespace) -> int:
         overrides["model_kwargs"] = {**base, **dict(overrides["model_kwargs"])}
     run_id = manager.clone(args.run, overrides, name=args.name)
     return launched(manager, run_id, detach=args.detach, as_json=args.json)
+
+
+def run_rebuild_registry(args: argparse.Namespace) -> int:
+    from learngene.paths import runs_dir
+    from learngene.runs.registry import rebuild_registry
+
+    try:
+        root = runs_dir(args.runs_dir)
+    except OSError as error:
+        raise LearngeneError(f"cannot open the runs root {args.runs_dir}: {error.strerror or error}") from None
+    count, kept = rebuild_registry(root)
+    print(f"rebuilt {root / 'runs.db'} with {count} run(s) from the run directories"
+          + (f"; the old file is kept as {kept.name}" if kept else ""))  # fmt: skip
+    return 0

@@ -8,10 +8,12 @@ The output directory holds everything needed to resume or audit a comparison::
     OUT/jobs/<dataset>/<row>/seedN.json    the job's record: run id, state, best top-1, throughput, sizes
     OUT/results.json, OUT/results.md       the aggregated table
 
-Jobs are submitted to the :class:`~learngene.runs.RunManager` one slot at a time rather than all at once: a queued
-run can be launched by any process that schedules the same runs root (the app polls it), and only this process
-knows the per-run thread setting. A job whose record says ``succeeded`` is skipped on a rerun; one whose run is
-still queued or running (the command was interrupted) is waited for, not submitted twice.
+Every job is submitted to the :class:`~learngene.runs.RunManager`'s queue as soon as its descendant is built; the
+runs root's scheduler process launches them as slots free (with ``--launcher slurm`` every job is submitted to
+SLURM at once) and this function only watches the queue. A job whose record says ``succeeded`` is skipped on a
+rerun; one whose run is still queued or running (the command was interrupted) is watched, not submitted twice.
+Everything is validated (plan, launcher, runs root, the shape of a plan already in ``OUT``) before anything is
+written.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import logging
 import os
 import statistics
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from learngene.atomic import write_json_atomic
 from learngene.compare.plan import ComparisonPlan, Job, dataset_classes
 from learngene.errors import LearngeneError
+from learngene.runs import rundir
+from learngene.runs.registry import ACTIVE_STATES, FINAL_STATES, QUEUED, SUCCEEDED
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +65,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write via a temporary file and a rename so an interrupted write never leaves half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write a comparison record atomically (creating its folder); one-line LearngeneError if it cannot."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LearngeneError(f"cannot create {path.parent}: {error.strerror or error}; choose a writable --out") from None
+    write_json_atomic(path, data, indent=1)
 
 
 def read_job_records(out: str | Path, plan: ComparisonPlan) -> list[dict[str, Any]]:
@@ -85,6 +90,15 @@ def check_plan_file(out: Path, plan: ComparisonPlan) -> None:
     Raises:
         LearngeneError: when ``out`` holds a comparison of another shape (another ancestor, descendant or recipe).
     """
+    write_json(Path(out) / PLAN_FILE, merged_plan(Path(out), plan))
+
+
+def merged_plan(out: Path, plan: ComparisonPlan) -> dict[str, Any]:
+    """The ``plan.json`` to write into ``out``: this plan, grown by what ``out`` already holds. Writes nothing.
+
+    Raises:
+        LearngeneError: when ``out`` holds a comparison of another shape (another ancestor, descendant or recipe).
+    """
     path = out / PLAN_FILE
     current = plan.to_dict()
     previous = read_json(path)
@@ -100,7 +114,7 @@ def check_plan_file(out: Path, plan: ComparisonPlan) -> None:
             current[key] = list(dict.fromkeys(list(previous.get(key, [])) + list(current[key])))
         labels = [v["label"] for v in current["variants"]]
         current["variants"] = [v for v in previous.get("variants", []) if v["label"] not in labels] + current["variants"]
-    write_json(path, current)
+    return current
 
 
 # ------------------------------------------------------------------------------------------------------ statistics
@@ -227,82 +241,100 @@ def run_comparison(
 ) -> list[dict[str, Any]]:
     """Train every job of ``plan`` that has not succeeded yet and return all job records (plan order).
 
+    Each job's descendant is built here and its run submitted to the queue at once; the runs root's scheduler
+    process launches the runs as slots free, and this function watches them (reads only) until all have ended.
+
     Args:
         plan: the comparison.
         out: output directory (created; reused on a rerun with the same plan shape).
         runs_dir: runs root of the :class:`~learngene.runs.RunManager` (default: the user's, which the app shows).
-        cpu_slots, slots: runs at once (see :class:`~learngene.runs.RunManager`).
+        cpu_slots, slots: runs at once (see :class:`~learngene.runs.RunManager`; ``slots`` becomes the runs
+            root's setting).
         launcher, launcher_options: how each run is started (``local``, ``torchrun``, ``slurm``).
-        threads: CPU threads per run (sets ``OMP_NUM_THREADS`` etc. for the runs this call launches); None keeps
-            the environment's. On a shared or small CPU machine one thread per run avoids the busy-waiting of
-            oversubscribed OpenMP threads.
+        threads: CPU threads per run (sets ``OMP_NUM_THREADS`` etc. in this process, which the scheduler process
+            it starts passes on to the runs); None keeps the environment's. On a shared or small CPU machine one
+            thread per run avoids the busy-waiting of oversubscribed OpenMP threads. A scheduler that was already
+            running for the runs root keeps its own environment (a warning says so).
         timeout_s: stop waiting after this long (the runs go on; a rerun picks them up).
         prune_checkpoints: delete a succeeded run's ``checkpoints/*.pt`` once its figures are recorded.
-        poll_s: seconds between checks of the active runs.
+        poll_s: seconds between looks at the active runs.
         progress: receives one line per event (default: the module logger).
 
     Raises:
-        LearngeneError: for a bad plan, an ancestor that cannot be loaded, or an output directory holding another
-            comparison.
+        LearngeneError: for a bad plan, launcher, runs root or output directory, an ancestor that cannot be
+            loaded, or an output directory holding another comparison; the first four before anything is written.
     """
-    from learngene.runs import RunManager
-    from learngene.runs.registry import FINAL_STATES, SUCCEEDED
+    from learngene.runs import RunManager, make_launcher, scheduler
 
     say = progress or log.info
-    out = Path(out)
+    out = Path(out).absolute()  # the runs read their descendants from inside their own run directories
+    # Everything that can be checked without building is checked before anything is written.
     plan.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    check_plan_file(out, plan)
+    if threads is not None and threads < 1:
+        raise LearngeneError(f"threads must be at least 1 (got {threads})")
+    make_launcher(launcher, dict(launcher_options or {}))
+    if out.exists() and not out.is_dir():
+        raise LearngeneError(f"--out {out} is a file; choose a folder")
+    plan_data = merged_plan(out, plan)
+    manager = RunManager(runs_dir, cpu_slots=cpu_slots, slots=slots)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise LearngeneError(f"cannot create {out}: {error.strerror or error}; choose a writable --out") from None
+    write_json(out / PLAN_FILE, plan_data)
     if threads is not None:
-        if threads < 1:
-            raise LearngeneError(f"threads must be at least 1 (got {threads})")
+        if scheduler.is_running(manager.root):
+            say(f"the scheduler of {manager.root} is already running: --threads {threads} applies only to runs it "
+                "starts after it restarts")  # fmt: skip
         for name in THREAD_VARIABLES:
-            os.environ[name] = str(threads)  # inherited by the worker processes launched below
+            os.environ[name] = str(threads)  # inherited by the scheduler process started below, then by the runs
 
     jobs = plan.jobs()
     records = {job.key: read_json(job_record_path(out, job)) for job in jobs}
-    todo = deque(job for job in jobs if (records[job.key] or {}).get("state") != SUCCEEDED)
+    todo = [job for job in jobs if (records[job.key] or {}).get("state") != SUCCEEDED]
     say(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done, {len(todo)} to go")
-    manager = RunManager(runs_dir, cpu_slots=cpu_slots, slots=slots)
+    active: dict[str, tuple[Job, str]] = {}
+    to_build = []
+    for job in todo:
+        run_id = (records[job.key] or {}).get("run_id")
+        if run_id and (records[job.key] or {}).get("state") in ACTIVE_STATES:
+            try:
+                if manager.get(run_id)["state"] not in FINAL_STATES:
+                    active[job.key] = (job, run_id)  # left queued or running by an interrupted comparison
+                    continue
+            except LearngeneError:
+                pass  # the run was removed from the registry: train it again
+        to_build.append(job)
+
     ancestor = distances = None
-    if todo:
+    if to_build:
         from learngene.ancestors import load_ancestor
 
         ancestor = load_ancestor(plan.ancestor, arch=plan.arch)
-        if any(job.variant.init == "cluster-learngene" for job in todo):
+        if any(job.variant.init == "cluster-learngene" for job in to_build):
             distances = load_or_compute_distances(plan, ancestor, out, say)
+    for job in to_build:
+        directory = build_job_descendant(plan, job, ancestor, distances, out)
+        config = plan.train_config(job, directory).validate()
+        name = plan.run_name(job, out)
+        run_id = manager.submit(config, name=name, launcher=launcher, launcher_options=launcher_options)
+        previous = records[job.key] or {}
+        record = {**_base_record(plan, job, out, distances), **_descendant_facts(directory),
+                  "run_id": run_id, "run_name": name, "state": QUEUED,
+                  "attempts": int(previous.get("attempts") or 0) + 1}  # fmt: skip
+        records[job.key] = record
+        write_json(job_record_path(out, job), record)
+        active[job.key] = (job, run_id)
+        say(f"queued {job.key} as run {run_id}")
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    active: dict[str, tuple[Job, str]] = {}
-    while todo or active:
-        while todo and len(active) < manager.slots:
-            job = todo.popleft()
-            record = records[job.key] or {}
-            run_id = record.get("run_id")
-            if run_id and record.get("state") in ("queued", "running"):
-                try:
-                    if manager.get(run_id)["state"] not in FINAL_STATES:
-                        active[job.key] = (job, run_id)  # left running by an interrupted comparison
-                        continue
-                except LearngeneError:
-                    pass  # the run was removed from the registry: train it again
-            directory = build_job_descendant(plan, job, ancestor, distances, out)
-            config = plan.train_config(job, directory).validate()
-            run_id = manager.submit(config, name=plan.run_name(job, out), launcher=launcher,
-                                    launcher_options=launcher_options)
-            record = {**_base_record(plan, job, out, distances), **_descendant_facts(directory),
-                      "run_id": run_id, "run_name": plan.run_name(job, out), "state": "queued",
-                      "attempts": int(record.get("attempts") or 0) + 1}
-            records[job.key] = record
-            write_json(job_record_path(out, job), record)
-            active[job.key] = (job, run_id)
-            say(f"submitted {job.key} as run {run_id}")
+    while active:
         for key, (job, run_id) in list(active.items()):
             run = manager.get(run_id)
             if run["state"] not in FINAL_STATES:
                 continue
             record = {**(records[key] or {}), **run_figures(run, manager.read_metrics(run_id)),
-                      "state": run["state"], "error": run.get("error_tail")}
+                      "state": run["state"], "error": run.get("error_tail")}  # fmt: skip
             records[key] = record
             write_json(job_record_path(out, job), record)
             del active[key]
@@ -310,14 +342,14 @@ def run_comparison(
             say(f"{key}: {run['state']}" + (f", best top-1 {best:.2f}" if best is not None else "")
                 + (f" ({record['error']})" if run["state"] != SUCCEEDED and record.get("error") else ""))
             if prune_checkpoints and run["state"] == SUCCEEDED:
-                for path in (Path(run["run_dir"]) / "checkpoints").glob("*.pt"):
+                for path in (Path(run["run_dir"]) / rundir.CHECKPOINT_DIR).glob("*.pt"):
                     path.unlink(missing_ok=True)
-        if deadline is not None and time.monotonic() > deadline:
+        if active and deadline is not None and time.monotonic() > deadline:
             for job, run_id in active.values():
                 record = {**(records[job.key] or {}), "state": manager.get(run_id)["state"]}
                 records[job.key] = record
                 write_json(job_record_path(out, job), record)
-            say(f"timed out with {len(active)} runs active and {len(todo)} not started; rerun to continue")
+            say(f"timed out with {len(active)} runs queued or running; they go on, rerun to collect them")
             break
         if active:
             time.sleep(poll_s)

@@ -9,6 +9,7 @@ registry; that is :mod:`learngene.compare.execute`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,6 +275,15 @@ class ComparisonPlan:
         for key in self.data_roots:
             if key != "*" and key not in map(dataset_key, self.datasets):
                 raise LearngeneError(f"--data-root {key}=... names no dataset of this comparison")
+        # The clustering thresholds are used only when a descendant is built: check them now, before the output
+        # directory records this plan (a bad Eps found later would leave a plan.json that refuses the fixed rerun).
+        for where, eps, min_heads in [("--eps", self.eps, self.min_heads)] + [
+            (f"variant {v.label}", self.eps_for(v), self.min_heads_for(v)) for v in self.variants
+        ]:
+            if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+                raise LearngeneError(f"{where}: Eps must be a positive number of pixels (e.g. 10), got {eps}")
+            if int(min_heads) != min_heads or min_heads < 1:
+                raise LearngeneError(f"{where}: MinHds must be a whole number >= 1, got {min_heads}")
         return self
 
     # ------------------------------------------------------------------------------------------------ jobs

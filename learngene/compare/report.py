@@ -122,13 +122,13 @@ def results_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_results(plan: ComparisonPlan, records: list[dict[str, Any]], out: str | Path,
                   command: str | None = None, name: str = "results") -> list[dict[str, Any]]:
     """Write ``OUT/<name>.json`` and ``OUT/<name>.md``; returns the rows."""
-    from learngene.compare.execute import write_json
+    from learngene.atomic import write_json_atomic, write_text_atomic
 
     out = Path(out)
     rows = aggregate(plan, records)
     if not name or "/" in name or name.startswith("."):
         raise LearngeneError(f"the report name {name!r} must be a plain file name")
-    write_json(out / f"{name}.json", results_json(rows))
+    write_json_atomic(out / f"{name}.json", results_json(rows), indent=1)
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(plan.recipe.items())) or "TrainConfig defaults"
     shape = (f"width ratio {plan.width_ratio}" if plan.width_ratio is not None
              else f"heads {list(plan.heads)}" if plan.heads else f"schedule {plan.schedule}" if plan.schedule
@@ -143,5 +143,5 @@ def write_results(plan: ComparisonPlan, records: list[dict[str, Any]], out: str 
     ]
     if command:
         header += ["Command:", "", "```", command, "```", ""]
-    (out / f"{name}.md").write_text("\n".join(header) + markdown_table(rows) + "\n")
+    write_text_atomic(out / f"{name}.md", "\n".join(header) + markdown_table(rows) + "\n")
     return rows

@@ -1,6 +1,7 @@
 """Training runs as separate processes: a SQLite registry, a queue with slots, launchers and a manager.
 
-The app and the command line only launch and watch runs; training happens in :mod:`learngene.training.worker`
+The app and the command line only submit and watch runs (a per-root scheduler process,
+:mod:`learngene.runs.scheduler`, advances the queue); training happens in :mod:`learngene.training.worker`
 processes (local, torchrun or SLURM via submitit) that write into one directory per run under the runs root.
 """
 
@@ -12,10 +13,21 @@ from learngene.runs.launchers import (
     TorchrunLauncher,
     make_launcher,
 )
-from learngene.runs.manager import RunManager
-from learngene.runs.registry import FAILED, FINAL_STATES, QUEUED, RUNNING, STATES, STOPPED, SUCCEEDED
+from learngene.runs.manager import RunManager, RunRecord
+from learngene.runs.registry import (
+    ACTIVE_STATES,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    RUNNING,
+    STATES,
+    STOPPED,
+    SUCCEEDED,
+    rebuild_registry,
+)
 
 __all__ = [
+    "ACTIVE_STATES",
     "FAILED",
     "FINAL_STATES",
     "QUEUED",
@@ -27,7 +39,9 @@ __all__ = [
     "Launcher",
     "LocalLauncher",
     "RunManager",
+    "RunRecord",
     "SlurmLauncher",
     "TorchrunLauncher",
     "make_launcher",
+    "rebuild_registry",
 ]

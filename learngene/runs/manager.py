@@ -2,11 +2,16 @@
 
 Every process that looks at runs (the app, any number of browser sessions, the command line) builds its own
 :class:`RunManager` over the same runs root; they coordinate only through the SQLite registry and the run
-directories, so runs survive a browser refresh and an app restart. There is no daemon: the queue advances and dead
-processes are detected whenever anyone calls :meth:`RunManager.schedule` (which :meth:`~RunManager.list` and
-:meth:`~RunManager.get` do), and the app polls every few seconds.
+directories, so runs survive a browser refresh and an app restart.
 
-Run directory layout (``<runs root>/<run_id>/``): ``config.yaml`` written here; ``stdout.log`` / ``stderr.log`` from
+Who advances the queue: the runs root's scheduler process (:mod:`learngene.runs.scheduler`, one per root, started
+detached by :meth:`~RunManager.submit` and :meth:`~RunManager.resume`) launches queued runs and reconciles ended
+ones about once a second until nothing is queued or running, so a queued run starts within seconds of a slot
+freeing with no app or command line open. Submit wakes it and waits briefly for the launch when a slot is free.
+Reads (:meth:`~RunManager.get`, :meth:`~RunManager.list`) never launch and never take the write lock; they only
+start the scheduler process when runs are active and it is missing.
+
+Run directory layout (``<runs root>/<run_id>/``): ``config.yaml`` and ``run.json`` written here; ``stdout.log`` / ``stderr.log`` from
 the launcher; ``metrics.jsonl``, ``train.log``, ``checkpoints/``, ``repro.json`` and the final ``result.json`` from
 the worker (:mod:`learngene.training.worker`).
 """
@@ -21,13 +26,14 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from learngene.errors import LearngeneError
 from learngene.paths import runs_dir
 from learngene.runs import liveness, rundir
 from learngene.runs.launchers import STDERR_LOG, STDOUT_LOG, Launcher, make_launcher
 from learngene.runs.registry import (
+    ACTIVE_STATES,
     FAILED,
     FINAL_STATES,
     QUEUED,
@@ -45,6 +51,56 @@ DIED_MESSAGE = "the process died without a final state (killed, out of memory, o
 STDERR_TAIL_LINES = 20
 # Exit codes of the worker (and of `learngene train` in the foreground): 0 succeeded, 3 stopped, 1 failed.
 EXIT_CODES = {SUCCEEDED: 0, STOPPED: 3, FAILED: 1}
+# A worker whose result.json is final but whose process is still alive this long after is killed (loader workers
+# that ignore SIGTERM, a hung shutdown): its state comes from result.json and its slot is freed.
+LINGER_GRACE_S = 10.0
+# How long submit / resume wait for the scheduler process to launch a run that has a free slot.
+LAUNCH_WAIT_S = 15.0
+
+
+class RunRecord(TypedDict):
+    """What :meth:`RunManager.get` and :meth:`RunManager.list` return: a plain dict (JSON-ready, ``record["state"]``
+    works everywhere) with these keys and types. ``run_dir`` is absolute; ``state`` is one of
+    :data:`~learngene.runs.registry.STATES`."""
+
+    # the registry's columns (see learngene.runs.registry.COLUMNS), decoded
+    run_id: str
+    name: str
+    state: str
+    created: float
+    queued_at: float | None
+    started: float | None
+    ended: float | None
+    pid: int | None
+    pgid: int | None
+    proc_start: str | None
+    job_id: str | None
+    launcher: str
+    launcher_options: dict[str, Any]
+    host: str | None
+    gpus: str | None
+    exit_code: int | None
+    error_tail: str | None
+    run_dir: str
+    config: dict[str, Any]
+    parent_run_id: str | None
+    resume: bool
+    stop_requested: float | None
+    attempts: int
+    # the latest metrics (rundir.metrics_summary)
+    step: int | None
+    epoch: int | None
+    total_steps: int | None
+    best_top1: float | None
+    top1: float | None
+    loss: float | None
+    eta_s: float | None
+    images_per_s: float | None
+    progress: float | None  # in [0, 1]
+    # from the run directory and the launcher
+    message: str | None  # the worker's final message
+    has_checkpoint: bool
+    command: list[str]  # the `learngene train` argument list that queues this run again
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
@@ -75,27 +131,37 @@ class RunManager:
     Args:
         runs_root: Runs root; default ``$LEARNGENE_RUNS_DIR`` or the user data directory (see
             :func:`learngene.paths.runs_dir`).
-        cpu_slots: Runs that may train at once on a machine without GPUs.
-        slots: Explicit number of slots (overrides the GPU count and ``cpu_slots``).
+        cpu_slots: Runs that may train at once on a machine without GPUs, when the runs root has no ``slots``
+            setting.
+        slots: Number of slots; stored as the runs root's setting (shared with the app, the command line and the
+            scheduler process), overriding the GPU count and ``cpu_slots``.
+        linger_grace_s: Seconds a process may outlive its final ``result.json`` before it is killed.
 
-    Records returned by :meth:`get` and :meth:`list` are dicts with the registry columns (``run_id``, ``name``,
-    ``state``, ``created``, ``queued_at``, ``started``, ``ended``, ``pid``, ``pgid``, ``job_id``, ``launcher``,
-    ``launcher_options`` (dict), ``host``, ``exit_code``, ``error_tail``, ``run_dir``, ``config`` (dict),
-    ``parent_run_id``, ``resume``, ``attempts``, ``stop_requested``) plus the latest metrics (``step``, ``epoch``,
-    ``total_steps``, ``best_top1``, ``top1``, ``loss``, ``eta_s``, ``images_per_s``, ``progress`` in [0, 1] or
-    None), ``message`` (the worker's final message, if any), ``has_checkpoint`` and ``command`` (the
-    ``learngene train`` argument list that queues the run again).
+    Records returned by :meth:`get` and :meth:`list` are :class:`RunRecord` dicts; their ``command`` is the
+    ``learngene train`` argument list that queues the run again.
     """
 
     def __init__(
-        self, runs_root: str | os.PathLike | None = None, cpu_slots: int = 1, slots: int | None = None
+        self,
+        runs_root: str | os.PathLike | None = None,
+        cpu_slots: int = 1,
+        slots: int | None = None,
+        linger_grace_s: float = LINGER_GRACE_S,
     ):
         if cpu_slots < 1 or (slots is not None and slots < 1):
             raise LearngeneError("the number of run slots must be at least 1")
-        self.root = runs_dir(runs_root)
+        try:
+            self.root = runs_dir(runs_root)
+        except OSError as error:
+            raise LearngeneError(
+                f"cannot create the runs root {runs_root or '(default)'}: {error.strerror or error}; "
+                "choose a writable --runs-dir"
+            ) from None
         self.registry = Registry(self.root)
         self.cpu_slots = int(cpu_slots)
-        self._slots = slots
+        self.linger_grace_s = float(linger_grace_s)
+        if slots is not None and self.registry.setting("slots") != str(int(slots)):
+            self.registry.set_setting("slots", int(slots))
         self._gpus: list[str] | None = None
         self.host = socket.gethostname()
 
@@ -112,13 +178,44 @@ class RunManager:
 
     @property
     def slots(self) -> int:
-        """Runs that may occupy this machine at once: explicit ``slots``, else one per GPU, else ``cpu_slots``."""
-        if self._slots is None:
-            self._slots = len(self.gpus) or self.cpu_slots
-        return self._slots
+        """Runs that may occupy this machine at once: the runs root's ``slots`` setting, else one per GPU, else
+        ``cpu_slots``. Read from the registry each time, so a change made elsewhere applies at the next launch."""
+        stored = self.registry.setting("slots")
+        if stored is not None and stored.isdigit() and int(stored) >= 1:
+            return int(stored)
+        return len(self.gpus) or self.cpu_slots
+
+    def set_slots(self, slots: int | None) -> None:
+        """Store the runs root's slot count (None: back to one per GPU, else ``cpu_slots``)."""
+        if slots is not None and int(slots) < 1:
+            raise LearngeneError("the number of run slots must be at least 1")
+        self.registry.set_setting("slots", None if slots is None else int(slots))
 
     def _launcher(self, row: dict[str, Any]) -> Launcher:
         return make_launcher(row["launcher"], json.loads(row.get("launcher_options") or "{}"))
+
+    def _run_dir(self, row: dict[str, Any]) -> Path:
+        """The row's run directory: stored relative to the runs root when inside it, so a moved root still works.
+
+        Rows written by older versions hold absolute paths; when that path is gone but the root has the run's
+        folder (the root was moved), the folder in the root is used.
+        """
+        path = Path(row["run_dir"])
+        if not path.is_absolute():
+            return self.root / path
+        if not path.exists() and (self.root / row["run_id"]).is_dir():
+            return self.root / row["run_id"]
+        return path
+
+    def _located(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with an absolute ``run_dir``, as launchers and readers expect."""
+        return {**row, "run_dir": str(self._run_dir(row))}
+
+    def _stored_run_dir(self, run_dir: Path) -> str:
+        try:
+            return str(run_dir.relative_to(self.root))
+        except ValueError:
+            return str(run_dir)
 
     # -- submitting --------------------------------------------------------------------------------------------
 
@@ -148,21 +245,24 @@ class RunManager:
             LearngeneError: for a bad config or launcher option; nothing is written then.
         """
         data = _config_dict(config)
-        if isinstance(launcher, Launcher):
-            launcher_name, options = launcher.name, launcher.options()
-        else:
-            launcher_name, options = launcher, dict(launcher_options or {})
-        make_launcher(
-            launcher_name, options
-        )  # rejects unknown launchers / options before anything is written
+        if not isinstance(launcher, Launcher):
+            # Rejects unknown launchers / options before anything is written.
+            launcher = make_launcher(launcher, dict(launcher_options or {}))
+        # Every option, defaults included: whichever process launches or resumes it later does so the same way.
+        launcher_name, options = launcher.name, launcher.options()
 
         now = time.time()
         run_id = new_run_id(now)
         run_dir = self.root / run_id
-        run_dir.mkdir(parents=True)
+        try:
+            run_dir.mkdir(parents=True)
+        except OSError as error:
+            raise LearngeneError(f"cannot create the run directory {run_dir}: {error.strerror or error}") from None
         try:
             from learngene.training.config import TrainConfig
 
+            rundir.RunFile(run_id=run_id, name=name or run_id, launcher=launcher_name, launcher_options=options,
+                           parent_run_id=parent_run_id, created=now).write(run_dir)  # fmt: skip
             TrainConfig.from_dict(data).to_yaml(run_dir / rundir.CONFIG_FILE)
             self.registry.insert(
                 {
@@ -173,18 +273,66 @@ class RunManager:
                     "queued_at": now,
                     "launcher": launcher_name,
                     "launcher_options": dumps(options),
-                    "run_dir": str(run_dir),
+                    "run_dir": self._stored_run_dir(run_dir),
                     "config_json": dumps(data),
                     "parent_run_id": parent_run_id,
                 }
             )
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(run_dir, ignore_errors=True)  # no orphan directory for a run the registry never saw
+            if isinstance(error, OSError):
+                raise LearngeneError(f"cannot write the run directory {run_dir}: {error.strerror or error}") from None
             raise
         log.debug("queued run %s", run_id)
         if schedule:
-            self.schedule()
+            try:
+                self._advance(run_id)
+            except LearngeneError as error:  # queued is a valid outcome: the scheduler process launches it later
+                log.warning("run %s is queued; waiting for its launch failed: %s", run_id, error)
         return run_id
+
+    def _advance(self, run_id: str) -> None:
+        """After a write that queued ``run_id``: wake the scheduler process and, when a slot is free for the run,
+        wait (at most :data:`LAUNCH_WAIT_S`) until it has launched, so callers can report its pid.
+
+        The run is validly queued already, so nothing here fails the submission: if no scheduler process can be
+        started, this process schedules once itself.
+        """
+        from learngene.runs import scheduler
+
+        if not scheduler.wake(self.root):
+            try:
+                self.schedule()
+            except LearngeneError as error:
+                log.warning("could not launch queued runs now: %s", error)
+            return
+        if not self._slot_free_for(run_id):
+            return
+        deadline = time.monotonic() + LAUNCH_WAIT_S
+        while time.monotonic() < deadline:
+            row = self.registry.get(run_id)
+            if row is None or row["state"] != QUEUED:
+                return
+            time.sleep(0.05)
+
+    def _slot_free_for(self, run_id: str) -> bool:
+        """Whether ``run_id`` is first in the queue and a slot is free for it (a read; the scheduler decides)."""
+        slots = self.slots
+        used = 0
+        for row in self.registry.all((RUNNING,)):
+            if row.get("host") == self.host:
+                try:
+                    used += min(self._launcher(row).slots(), slots)
+                except LearngeneError:
+                    used += 1
+        queued = self.registry.all((QUEUED,))
+        if not queued or queued[0]["run_id"] != run_id:
+            return False
+        try:
+            need = min(self._launcher(queued[0]).slots(), slots)
+        except LearngeneError:
+            return True  # it will fail at launch at once: worth waiting for
+        return used + need <= slots
 
     # -- the queue ---------------------------------------------------------------------------------------------
 
@@ -206,13 +354,14 @@ class RunManager:
             launched.append(run_id)
 
     def _launch_next(self) -> str | None:
+        slots = self.slots
         with self.registry.transaction() as conn:
             used, busy_gpus = 0, set()
             for row in self.registry.all((RUNNING,), conn):
                 if row.get("host") == self.host:
                     busy_gpus.update((row.get("gpus") or "").split(","))
                     try:
-                        used += min(self._launcher(row).slots(), self.slots)
+                        used += min(self._launcher(row).slots(), slots)
                     except LearngeneError:
                         used += 1
             blocked = False
@@ -222,8 +371,8 @@ class RunManager:
                 except LearngeneError as error:
                     self._finish(conn, row, FAILED, error_tail=str(error))
                     continue
-                need = min(launcher.slots(), self.slots)
-                if need and (blocked or used + need > self.slots):
+                need = min(launcher.slots(), slots)
+                if need and (blocked or used + need > slots):
                     blocked = True  # runs start in order: a later local run may not overtake this one
                     continue
                 free = [gpu for gpu in self.gpus if gpu not in busy_gpus]
@@ -234,18 +383,20 @@ class RunManager:
         return None
 
     def _launch(self, conn, row: dict[str, Any], launcher: Launcher, gpus: list[str] | None = None) -> None:
-        run_dir = Path(row["run_dir"])
-        # A result.json left by the previous attempt (before a resume) must not be mistaken for this one's.
-        (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
+        run_dir = self._run_dir(row)
         now = time.time()
         try:
             if not run_dir.is_dir():
                 raise LearngeneError(f"run directory {run_dir} has disappeared")
+            # A result.json left by the previous attempt (before a resume) must not be mistaken for this one's.
+            # Inside the try: an unwritable directory fails this run, not every command that looks at the queue.
+            (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
             handle = launcher.launch(run_dir, resume=bool(row["resume"]), gpus=gpus)
         except Exception as error:  # a broken launch fails this run, never the queue
-            if not isinstance(error, LearngeneError):
+            if not isinstance(error, (LearngeneError, OSError)):
                 log.exception("launching run %s failed", row["run_id"])
-            self._finish(conn, row, FAILED, error_tail=f"launch failed: {error}", started=now)
+            reason = f"{error.strerror}: {error.filename}" if isinstance(error, OSError) and error.strerror else error
+            self._finish(conn, row, FAILED, error_tail=f"launch failed: {reason}", started=now)
             return
         self.registry.update(
             conn,
@@ -281,30 +432,57 @@ class RunManager:
         The state comes from the worker's ``result.json``; without one the run is ``failed`` ("the process died
         without a final state") with the stderr tail, or ``stopped`` if a stop had been requested. Metrics and
         checkpoints are left in place.
+
+        Watchdog: a process still alive ``linger_grace_s`` after its final ``result.json`` was written (loader
+        workers that ignore SIGTERM, a hung shutdown) is killed with its whole tree through the launcher's
+        ``stop(record, force=True)``; the run takes its state from ``result.json`` and its slot is freed.
         """
         liveness.reap_children()
         changed = []
         for row in self.registry.all((RUNNING,)):
+            located = self._located(row)
             try:
                 launcher = self._launcher(row)
-                alive = launcher.is_alive(row)
+                alive = launcher.is_alive(located)
             except LearngeneError:
                 launcher, alive = None, False
-            result = rundir.read_result(row["run_dir"])
-            if alive or (alive is None and result is None):
+            result = rundir.read_result(located["run_dir"])
+            lingered = None
+            if alive and result is not None:
+                lingered = self._lingering_for(located)
+                if lingered is None:
+                    continue  # finishing: give it the grace period to exit on its own
+            elif alive or (alive is None and result is None):
                 continue  # still running, or on another machine and not finished as far as we can see
-            code = launcher.exit_code(row) if launcher else None
+            if lingered is not None and launcher is not None:
+                try:
+                    launcher.stop(located, force=True)
+                except LearngeneError as error:
+                    log.warning("could not kill the lingering process of run %s: %s", row["run_id"], error)
+            code = launcher.exit_code(located) if launcher and lingered is None else None
             fields = self._final_fields(row, result, code)
+            if lingered is not None:
+                note = (f"the process was still alive {lingered:.0f} s after writing its final result and was "
+                        "killed with its child processes")  # fmt: skip
+                fields["error_tail"] = "\n".join(p for p in (fields.get("error_tail"), note) if p)
             with self.registry.transaction() as conn:
                 if self._finish(conn, row, **fields):
                     changed.append(row["run_id"])
                     log.debug("run %s ended: %s", row["run_id"], fields["state"])
         return changed
 
+    def _lingering_for(self, row: dict[str, Any]) -> float | None:
+        """Seconds since a live run wrote its final result, once past the grace period; else None."""
+        try:
+            age = time.time() - (Path(row["run_dir"]) / rundir.RESULT_FILE).stat().st_mtime
+        except OSError:
+            return None
+        return age if age >= self.linger_grace_s else None
+
     def _final_fields(
         self, row: dict[str, Any], result: dict[str, Any] | None, code: int | None
     ) -> dict[str, Any]:
-        stderr_tail = "\n".join(rundir.tail_lines(Path(row["run_dir"]) / STDERR_LOG, STDERR_TAIL_LINES))
+        stderr_tail = "\n".join(rundir.tail_lines(self._run_dir(row) / STDERR_LOG, STDERR_TAIL_LINES))
         if result is not None:
             state = result.get("state") if result.get("state") in FINAL_STATES else FAILED
             exit_code = result.get("exit_code", code)
@@ -328,7 +506,8 @@ class RunManager:
             "error_tail": "\n".join(p for p in (message, stderr_tail) if p),
         }
 
-    def _record(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, row: dict[str, Any]) -> RunRecord:
+        row = self._located(row)
         record = dict(row)
         record["launcher_options"] = json.loads(row.get("launcher_options") or "{}")
         record["config"] = json.loads(record.pop("config_json", None) or "{}")
@@ -351,13 +530,27 @@ class RunManager:
                                             record["launcher_options"])  # fmt: skip
         except LearngeneError:
             record["command"] = []
-        return record
+        return record  # type: ignore[return-value]
 
-    def list(self, schedule: bool = True) -> list[dict[str, Any]]:
-        """All runs, newest first, after advancing the queue (``schedule=False``: a pure read)."""
-        if schedule:
-            self.schedule()
+    def _look(self, rows: list[dict[str, Any]], start_scheduler: bool) -> None:
+        """What every read does besides reading: reap our own finished children (no zombies in a long-lived app)
+        and, when runs are queued or running but no scheduler process holds the root, start one. Never launches a
+        run and never takes the write lock."""
+        liveness.reap_children()
+        if start_scheduler and any(row["state"] in ACTIVE_STATES for row in rows):
+            from learngene.runs import scheduler
+
+            scheduler.ensure_running(self.root)
+
+    def list(self, schedule: bool = True) -> list[RunRecord]:
+        """All runs, newest first. A pure read: it never launches and never takes the write lock.
+
+        Args:
+            schedule: Start the runs root's scheduler process if runs are active and none is running (the process
+                then advances the queue); False touches nothing.
+        """
         rows = self.registry.all()
+        self._look(rows, schedule)
         return [
             self._record(row) for row in sorted(rows, key=lambda r: (r["created"], r["run_id"]), reverse=True)
         ]
@@ -366,17 +559,19 @@ class RunManager:
         """Run id for a run id, a unique id prefix or a unique name."""
         return self.registry.resolve(ref)
 
-    def get(self, run_id: str, schedule: bool = True) -> dict[str, Any]:
-        """One run's record (see the class docstring); LearngeneError if there is no such run."""
+    def get(self, run_id: str, schedule: bool = True) -> RunRecord:
+        """One run's record (see the class docstring); LearngeneError if there is no such run.
+
+        A pure read like :meth:`list` (``schedule`` only makes sure the scheduler process runs while runs are
+        active)."""
         run_id = self.resolve(run_id)
-        if schedule:
-            self.schedule()
         row = self.registry.get(run_id)
         if row is None:
             raise LearngeneError(f"run {run_id} has been removed")
+        self._look([row], schedule)
         return self._record(row)
 
-    def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.5) -> dict[str, Any]:
+    def wait(self, run_id: str, timeout_s: float | None = None, poll_s: float = 0.5) -> RunRecord:
         """Block until the run reaches a final state (or ``timeout_s`` passes); returns its record."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
@@ -390,7 +585,7 @@ class RunManager:
     def run_dir(self, run_id: str) -> Path:
         """The run's directory."""
         row = self.registry.get(self.resolve(run_id))
-        return Path(row["run_dir"])  # type: ignore[index]
+        return self._run_dir(row)  # type: ignore[arg-type]
 
     def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
         """All metric records of the run (start / train / eval), oldest first."""
@@ -414,8 +609,8 @@ class RunManager:
 
     def describe(self, run_id: str) -> list[str]:
         """Equivalent shell command lines of the run's (next) launch, for display."""
-        row = self.registry.get(self.resolve(run_id))
-        return self._launcher(row).describe(row["run_dir"], bool(row["resume"]))  # type: ignore[index]
+        row = self._located(self.registry.get(self.resolve(run_id)))  # type: ignore[arg-type]
+        return self._launcher(row).describe(row["run_dir"], bool(row["resume"]))
 
     # -- acting on runs ----------------------------------------------------------------------------------------
 
@@ -436,7 +631,7 @@ class RunManager:
                 raise LearngeneError(f"run {run_id} has already {'ended as ' if row['state'] != STOPPED else ''}"
                                      f"{row['state']}")  # fmt: skip
             self.registry.update(conn, run_id, where={"state": RUNNING}, stop_requested=time.time())
-        signalled = self._launcher(row).stop(row, force=force)
+        signalled = self._launcher(row).stop(self._located(row), force=force)
         if not signalled:
             self.reconcile()  # the process was already gone: settle its state now
         return self.registry.get(run_id)["state"]
@@ -458,7 +653,7 @@ class RunManager:
                 raise LearngeneError(
                     f"run {run_id} already succeeded; clone it with more --epochs to train further"
                 )
-            if not (Path(row["run_dir"]) / rundir.LAST_CHECKPOINT).is_file():
+            if not (self._run_dir(row) / rundir.LAST_CHECKPOINT).is_file():
                 raise LearngeneError(
                     f"run {run_id} has no checkpoint to resume from ({rundir.LAST_CHECKPOINT}); clone it to start over"
                 )
@@ -467,7 +662,7 @@ class RunManager:
                 state=QUEUED, queued_at=time.time(), resume=1, ended=None, exit_code=None, error_tail=None,
                 stop_requested=None, pid=None, pgid=None, proc_start=None, job_id=None,
             )  # fmt: skip
-        self.schedule()
+        self._advance(run_id)
         return self.registry.get(run_id)["state"]
 
     def clone(

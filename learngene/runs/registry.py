@@ -26,6 +26,7 @@ DB_NAME = "runs.db"
 QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "queued", "running", "succeeded", "failed", "stopped"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED)
 FINAL_STATES = (SUCCEEDED, FAILED, STOPPED)
+ACTIVE_STATES = (QUEUED, RUNNING)  # a run in one of these still needs the scheduler
 
 # Columns of the ``runs`` table, in order. Timestamps are float seconds since the epoch (sortable, timezone-free).
 COLUMNS = (
@@ -83,6 +84,109 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 _INDEX = "CREATE INDEX IF NOT EXISTS runs_state ON runs (state, queued_at)"
 
+# Bumped whenever the schema changes; PRAGMA user_version holds it, so an older learngene refuses a newer file.
+SCHEMA_VERSION = 2
+_SETTINGS_SCHEMA = "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT)"
+# Settings kept per runs root (not per process), so the app, the command line and the scheduler agree.
+SETTINGS = (
+    "slots",  # runs allowed at once on this machine; unset: one per GPU, else 1
+)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def rebuild_hint(path: Path) -> str:
+    """The fix for a damaged registry at ``path``, as a command to paste."""
+    import shlex
+
+    return (f"rebuild the index from the run directories with "
+            f"`learngene runs rebuild-registry --runs-dir {shlex.quote(str(path.parent))}`")  # fmt: skip
+
+
+def apply_schema(conn: sqlite3.Connection) -> None:
+    """Create missing tables, columns and indexes, then stamp :data:`SCHEMA_VERSION` (inside a transaction)."""
+    conn.execute(_SCHEMA)
+    conn.execute(_SETTINGS_SCHEMA)
+    # Databases made by an older version lack newer columns: add them (all are nullable or defaulted).
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for line in _SCHEMA.splitlines():
+        parts = line.strip().rstrip(",").split(None, 1)
+        if len(parts) == 2 and parts[0] in COLUMNS and parts[0] not in have and "PRIMARY" not in parts[1]:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {parts[0]} {parts[1].replace('NOT NULL ', '')}")
+    conn.execute(_INDEX)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def create_database(path: Path) -> None:
+    """Create an empty registry at ``path`` atomically: built beside it, then linked into place.
+
+    A database that SQLite creates in place is 0 bytes for a moment; building it elsewhere means a 0-byte
+    ``runs.db`` is never ours and can be reported as damage. A process that loses the race keeps the winner's.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            # WAL lets readers (the app polling every second) proceed while a writer holds the lock.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            apply_schema(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)  # fails if another process created it meanwhile: keep theirs
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, which could only lose a just-made twin
+            if not path.exists():
+                os.replace(tmp, path)
+    except (OSError, sqlite3.Error) as error:
+        raise LearngeneError(
+            f"cannot create the run registry {path}: {getattr(error, 'strerror', None) or error}; "
+            "choose a writable --runs-dir"
+        ) from None
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def check_database(path: Path) -> None:
+    """Refuse a damaged ``runs.db`` with one line and the fix: empty, not SQLite, or failing SQLite's check."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except OSError as error:
+        raise LearngeneError(f"cannot read the run registry {path}: {error.strerror or error}") from None
+    if not head:
+        raise LearngeneError(f"the run registry {path} is empty (0 bytes), so no run can be found; {rebuild_hint(path)}")
+    if head != _SQLITE_MAGIC:
+        raise LearngeneError(f"the run registry {path} is not an SQLite database (damaged?); {rebuild_hint(path)}")
+    try:
+        conn = sqlite3.connect(path, timeout=30.0)
+        try:
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        raise database_error(path, error) from None
+    if verdict != "ok":
+        raise LearngeneError(f"the run registry {path} is damaged ({verdict}); {rebuild_hint(path)}")
+    if "runs" not in tables:
+        raise LearngeneError(f"the run registry {path} has no runs table; {rebuild_hint(path)}")
+
+
+def database_error(path: Path, error: sqlite3.Error) -> LearngeneError:
+    """One line for an SQLite failure: a lock to wait for, a folder to fix, or a damaged file to rebuild."""
+    text = str(error)
+    if "locked" in text or "busy" in text:
+        return LearngeneError(f"the run registry {path} is locked by another process ({text}); try again")
+    if "unable to open" in text or "readonly" in text or "read-only" in text:
+        return LearngeneError(f"cannot open the run registry {path} ({text}); check that the folder is writable")
+    return LearngeneError(f"the run registry {path} is damaged ({text}); {rebuild_hint(path)}")
+
+
 
 def new_run_id(now: float | None = None) -> str:
     """A run id that sorts by creation time and is unique across processes: ``YYYYmmdd-HHMMSS-xxxxxx``."""
@@ -96,6 +200,10 @@ class Registry:
     A fresh connection is opened per operation: connections must not be shared across threads (Streamlit reruns
     scripts on different threads) and opening one costs well under a millisecond.
 
+    Opening checks the file first (:func:`check_database`): an empty, truncated or foreign ``runs.db`` is reported
+    as one :class:`LearngeneError` naming ``learngene runs rebuild-registry`` instead of silently showing no runs,
+    and every later SQLite failure becomes one line too.
+
     Args:
         root: The runs root directory (created if missing).
         timeout_s: How long a writer waits for another process's lock before giving up.
@@ -103,56 +211,86 @@ class Registry:
 
     def __init__(self, root: str | os.PathLike, timeout_s: float = 30.0) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise LearngeneError(
+                f"cannot create the runs root {self.root}: {error.strerror or error}; choose a writable --runs-dir"
+            ) from None
         self.path = self.root / DB_NAME
         self.timeout_s = timeout_s
+        if not self.path.exists():
+            create_database(self.path)
+        check_database(self.path)
         with self._connect() as conn:
-            # WAL lets readers (the app polling every second) proceed while a writer holds the lock.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            self._migrate(conn)
-            conn.execute(_INDEX)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LearngeneError(
+                    f"the run registry {self.path} was written by a newer learngene (schema {version}; this one "
+                    f"reads {SCHEMA_VERSION}): upgrade learngene"
+                )
+            if version < SCHEMA_VERSION:
+                with self.transaction_on(conn):
+                    apply_schema(conn)
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        # Databases made by an older version lack newer columns: add them (all are nullable or defaulted).
-        have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-        for line in _SCHEMA.splitlines():
-            parts = line.strip().rstrip(",").split(None, 1)
-            if len(parts) == 2 and parts[0] in COLUMNS and parts[0] not in have and "PRIMARY" not in parts[1]:
-                try:
-                    conn.execute(
-                        f"ALTER TABLE runs ADD COLUMN {parts[0]} {parts[1].replace('NOT NULL ', '')}"
-                    )
-                except sqlite3.OperationalError as error:
-                    if "duplicate column" not in str(error):  # another process migrated it just now
-                        raise
-
-    def _connect(self) -> contextlib.closing[sqlite3.Connection]:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
             # isolation_level=None: we issue BEGIN ourselves so that it can be BEGIN IMMEDIATE.
             conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         except sqlite3.Error as error:
-            raise LearngeneError(f"cannot open the run registry {self.path}: {error}") from error
+            raise database_error(self.path, error) from None
         conn.row_factory = sqlite3.Row
-        return contextlib.closing(conn)
+        try:
+            yield conn
+        except sqlite3.DatabaseError as error:
+            if isinstance(error, (sqlite3.IntegrityError, sqlite3.ProgrammingError)):
+                raise  # our own mistake, not the file's: keep the traceback
+            raise database_error(self.path, error) from None
+        finally:
+            conn.close()
+
+    @contextlib.contextmanager
+    def transaction_on(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` on an open connection: commit on success, roll back on any exception."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise LearngeneError(
+                f"the run registry {self.path} is locked by another process ({error}); try again"
+            ) from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """An exclusive-write transaction: commit on success, roll back on any exception."""
+        with self._connect() as conn, self.transaction_on(conn):
+            yield conn
+
+    # -- settings: one value per runs root, shared by the app, the command line and the scheduler ---------------
+
+    def setting(self, key: str) -> str | None:
+        """A stored setting (one of :data:`SETTINGS`), or None when it was never set."""
+        if key not in SETTINGS:
+            raise ValueError(f"unknown registry setting {key!r}")
         with self._connect() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise LearngeneError(
-                    f"the run registry {self.path} is locked by another process ({error}); try again"
-                ) from error
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_setting(self, key: str, value: Any) -> None:
+        """Store a setting (None forgets it)."""
+        if key not in SETTINGS:
+            raise ValueError(f"unknown registry setting {key!r}")
+        with self.transaction() as conn:
+            if value is None:
+                conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, str(value)))
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -242,3 +380,92 @@ class Registry:
 def dumps(value: Any) -> str:
     """JSON for the registry's text columns (stable key order so equal configs compare equal)."""
     return json.dumps(value, sort_keys=True, default=str)
+
+
+RECOVERED_MESSAGE = "recovered by rebuild-registry without a final result (the run was interrupted)"
+
+
+def _recovered_row(run_dir: Path) -> dict[str, Any] | None:
+    """A registry row rebuilt from one run directory, or None when the folder is not a run."""
+    import yaml
+
+    from learngene.runs import rundir
+
+    try:
+        config = yaml.safe_load((run_dir / rundir.CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    info = rundir.RunFile.read(run_dir)
+    if info is None:  # a run made before run.json existed: its folder name is its id
+        try:
+            created = datetime.strptime(run_dir.name[:15], "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            created = run_dir.stat().st_mtime
+        info = rundir.RunFile(run_id=run_dir.name, name=run_dir.name, created=created)
+    result = rundir.read_result(run_dir)
+    if result is not None and result.get("state") in FINAL_STATES:
+        state, error = result["state"], (str(result.get("message") or "") if result["state"] == FAILED else None)
+        exit_code = result.get("exit_code")
+    else:
+        # Resumable when a checkpoint exists; either way the user sees why (no process can be tracked any more).
+        state = STOPPED if (run_dir / rundir.LAST_CHECKPOINT).is_file() else FAILED
+        error, exit_code = RECOVERED_MESSAGE, None
+    return {
+        "run_id": info.run_id, "name": info.name, "state": state, "created": info.created,
+        "queued_at": info.created, "ended": (run_dir / rundir.METRICS_FILE).stat().st_mtime
+        if (run_dir / rundir.METRICS_FILE).exists() else None,
+        "launcher": info.launcher, "launcher_options": dumps(info.launcher_options), "exit_code": exit_code,
+        "error_tail": error, "run_dir": run_dir.name, "config_json": dumps(config),
+        "parent_run_id": info.parent_run_id, "resume": 1 if (run_dir / rundir.LAST_CHECKPOINT).is_file() else 0,
+    }  # fmt: skip
+
+
+def rebuild_registry(root: str | os.PathLike) -> tuple[int, Path | None]:
+    """Rebuild ``runs.db`` from the run directories under ``root``; returns (runs found, where the old file went).
+
+    Each run's state comes from its ``result.json``; a run without one (it was running or queued when the index
+    was lost) becomes ``stopped`` when it has a checkpoint (``learngene runs resume`` continues it) or ``failed``.
+    The old file is kept beside it as ``runs.db.damaged-<time>``, never deleted. Stop any running worker first:
+    the rebuilt index cannot track processes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LearngeneError(f"no runs root at {root}")
+    rows = []
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and not child.name.startswith("."):
+            row = _recovered_row(child)
+            if row is not None:
+                rows.append(row)
+    path = root / DB_NAME
+    tmp = root / f".{DB_NAME}.rebuild.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            apply_schema(conn)
+            for row in rows:
+                names = list(row)
+                conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                             [row[n] for n in names])  # fmt: skip
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        kept = None
+        if path.exists():
+            kept = root / f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(path, kept)
+            for suffix in ("-wal", "-shm"):
+                side = Path(f"{path}{suffix}")
+                if side.exists():
+                    os.replace(side, Path(f"{kept}{suffix}"))
+        os.replace(tmp, path)
+    except (OSError, sqlite3.Error) as error:
+        raise LearngeneError(f"cannot rebuild {path}: {getattr(error, 'strerror', None) or error}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(rows), kept

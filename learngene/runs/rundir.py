@@ -7,14 +7,17 @@ been killed in the middle of one, so torn or malformed lines are skipped rather 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 # Every file of ``<runs root>/<run_id>/``. Nothing else in the package spells these names.
 CONFIG_FILE = "config.yaml"  # the TrainConfig (written at submission)
+RUN_FILE = "run.json"  # the run's identity: RunFile (written at submission; rebuilds a lost registry)
 METRICS_FILE = "metrics.jsonl"  # one JSON record a line: start / train / eval (worker, rank 0)
 RESULT_FILE = "result.json"  # the worker's final state (worker, rank 0)
 TRAIN_LOG = "train.log"  # the learngene loggers' records (worker)
@@ -25,6 +28,44 @@ TENSORBOARD_DIR = "tb"  # optional TensorBoard events (worker)
 CHECKPOINT_DIR = Path("checkpoints")
 LAST_CHECKPOINT = CHECKPOINT_DIR / "last.pt"  # the resume point (worker)
 BEST_CHECKPOINT = CHECKPOINT_DIR / "best.pt"  # the best evaluation so far (worker)
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """What ``run.json`` holds: everything about a run that is not in its config or written by its worker.
+
+    The registry is an index over the run directories; with this file and ``config.yaml`` in each one,
+    ``learngene runs rebuild-registry`` restores every run (name, launcher, lineage, queue order) from the folders.
+    """
+
+    run_id: str
+    name: str
+    launcher: str = "local"
+    launcher_options: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    created: float = 0.0
+    format: int = 1
+
+    def write(self, run_dir: str | os.PathLike) -> None:
+        """Write ``run.json`` atomically (LearngeneError, one line, if the folder is unwritable)."""
+        from learngene.atomic import write_json_atomic
+
+        write_json_atomic(Path(run_dir) / RUN_FILE, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike) -> RunFile | None:
+        """The run's ``run.json``, or None when it is missing or unreadable (a run made before it existed)."""
+        try:
+            data = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("run_id"), str):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:
+            return None
 
 
 def repro_file(resume_step: int | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import pytest
@@ -32,17 +33,17 @@ def test_parse_variant_reads_every_key():
     assert parse_variant("no-groups:ffn_groups=none").spec_options == {"ffn_groups": None}
 
 
-@pytest.mark.parametrize("text", [
-    "x:colour=red",                 # unknown key
-    "x:eps",                        # no value
-    "x:eps=ten",                    # not a number
-    "x:train_transform=maybe",      # not a boolean
-    "x:init=scratch,head_order=original",  # clustering option on a baseline
-    "x:init=magic",                 # unknown method
-    "bad label:eps=5",              # label names directories
+@pytest.mark.parametrize(("text", "message"), [
+    ("x:colour=red", "unknown key 'colour'"),
+    ("x:eps", "expected KEY=VALUE"),
+    ("x:eps=ten", "bad value for eps"),
+    ("x:train_transform=maybe", "expected true or false"),
+    ("x:init=scratch,head_order=original", "clustering options only apply to cluster-learngene"),
+    ("x:init=magic", "unknown init 'magic'"),
+    ("bad label:eps=5", "must start with a letter or digit"),  # the label names directories
 ])
-def test_parse_variant_rejects_bad_text(text):
-    with pytest.raises(LearngeneError):
+def test_parse_variant_rejects_bad_text(text, message):
+    with pytest.raises(LearngeneError, match=re.escape(message)):
         parse_variant(text)
 
 
@@ -70,20 +71,24 @@ def test_spec_and_config_carry_the_seed_and_the_variant():
     assert (config.seed, config.dataset, config.descendant, config.max_steps) == (2, "digits", "/some/dir", 20)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(recipe={"seed": 3}),                       # set per run
-    dict(recipe={"init": "scratch"}),
-    dict(recipe={"no_such_option": 1}),
-    dict(seeds=(0, 0)),
-    dict(seeds=()),
-    dict(variants=(Variant("a", "scratch"), Variant("a", "cluster-learngene"))),
-    dict(variants=()),
-    dict(datasets=()),
-    dict(heads=(6, 6, 6, 6, 6, 6)),                 # together with width_ratio
-    dict(data_roots={"cifar100": "/data"}),         # names no dataset of the plan
+@pytest.mark.parametrize(("overrides", "message"), [
+    (dict(recipe={"seed": 3}), "recipe option(s) seed are set per run"),
+    (dict(recipe={"init": "scratch"}), "recipe option(s) init are set per run"),
+    (dict(recipe={"no_such_option": 1}), "unknown recipe option(s): no_such_option"),
+    (dict(seeds=(0, 0)), "seeds must be distinct"),
+    (dict(seeds=()), "no seed given"),
+    (dict(variants=(Variant("a", "scratch"), Variant("a", "cluster-learngene"))), "labels must be unique"),
+    (dict(variants=()), "no initialisation given"),
+    (dict(datasets=()), "no dataset given"),
+    (dict(heads=(6, 6, 6, 6, 6, 6)), "give only one of width ratio, heads or schedule"),  # with width_ratio
+    (dict(data_roots={"cifar100": "/data"}), "--data-root cifar100=... names no dataset"),
+    (dict(eps=-1.0), "--eps: Eps must be a positive number"),
+    (dict(eps=float("nan")), "Eps must be a positive number"),
+    (dict(min_heads=0), "MinHds must be a whole number >= 1"),
+    (dict(variants=(parse_variant("e0:eps=0"),)), "variant e0: Eps must be a positive number"),
 ])
-def test_plan_validation_rejects(overrides):
-    with pytest.raises(LearngeneError):
+def test_plan_validation_rejects(overrides, message):
+    with pytest.raises(LearngeneError, match=re.escape(message)):
         make_plan(**overrides)
 
 
@@ -174,3 +179,32 @@ def test_run_figures_from_metrics():
 def test_a_trained_transform_row_is_a_valid_plan():
     plan = make_plan(variants=(parse_variant("T-trained:ffn_groups=3-5,train_transform=true"),))
     assert plan.variants[0].spec_options["train_transform"] is True
+
+
+def test_a_bad_plan_writes_nothing_and_the_fixed_rerun_is_accepted(tmp_path):
+    from learngene.compare import run_comparison
+
+    out = tmp_path / "cmp"
+    bad = ComparisonPlan(datasets=("digits",), variants=(Variant("scratch", "scratch"),), seeds=(0,), eps=-5.0)
+    with pytest.raises(LearngeneError, match="Eps must be a positive number"):
+        run_comparison(bad, out, runs_dir=tmp_path / "runs")
+    assert not out.exists()
+    check_plan_file(out, make_plan())  # the corrected plan is accepted in the same --out
+    assert json.loads((out / "plan.json").read_text())["eps"] == 10.0
+
+
+def test_unwritable_out_and_bad_eps_are_one_line_from_the_command_line(tmp_path, capsys):
+    from learngene.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    base = ["compare", "--dataset", "digits", "--inits", "scratch", "--seeds", "0", "--runs-dir", str(tmp_path / "r")]
+    for argv, message in [
+        ([*base, "--out", str(blocker / "cmp")], "cannot create"),
+        ([*base, "--out", str(tmp_path / "cmp"), "--eps", "-1"], "Eps must be a positive number"),
+    ]:
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cmp").exists()

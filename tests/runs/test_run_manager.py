@@ -70,13 +70,16 @@ def test_a_killed_run_is_failed_with_its_metrics_kept(manager, fake_worker):
 
 
 def test_a_run_killed_while_another_process_launched_it_is_still_detected(manager, fake_worker):
-    # Forget that we are the parent (as for the CLI looking at a run the app launched): liveness then comes from
-    # /proc alone, where the killed child lingers as a zombie until reaped.
+    # This process launches the run and then forgets that it is the parent: liveness then comes from /proc alone,
+    # where the killed child lingers as a zombie until reaped. The scheduler process, which a read starts because
+    # a run is active, must still see it die.
     from learngene.runs import liveness
 
     run_id = manager.submit(
-        fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options={"worker_module": fake_worker}
+        fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options={"worker_module": fake_worker},
+        schedule=False,
     )
+    assert manager.schedule() == [run_id]
     pid = manager.get(run_id)["pid"]
     process = liveness._CHILDREN.pop(pid)
     try:
@@ -184,9 +187,10 @@ def test_a_launch_failure_fails_that_run_and_the_queue_moves_on(manager, fake_wo
             raise OSError("no such interpreter")
         return real_launch(self, run_dir, resume, gpus)
 
-    monkeypatch.setattr(launchers.LocalLauncher, "launch", flaky_launch)
-    broken = manager.submit(fake_config(), launcher_options=options)
-    fine = manager.submit(fake_config(), launcher_options=options)
+    monkeypatch.setattr(launchers.LocalLauncher, "launch", flaky_launch)  # in this process only: schedule here
+    broken = manager.submit(fake_config(), launcher_options=options, schedule=False)
+    fine = manager.submit(fake_config(), launcher_options=options, schedule=False)
+    assert manager.schedule() == [broken, fine]
     assert manager.get(broken)["state"] == "failed"
     assert "launch failed: no such interpreter" in manager.get(broken)["error_tail"]
     assert manager.wait(fine, timeout_s=30)["state"] == "succeeded"
@@ -228,7 +232,8 @@ def test_a_reused_pid_does_not_keep_a_dead_run_running(manager, tmp_path):
         "started": 2.0, "pid": os.getpid(), "pgid": os.getpid(), "proc_start": "1", "host": manager.host,
         "run_dir": str(run_dir), "config_json": dumps(fake_config()),
     })  # fmt: skip
-    record = manager.get("orphan")
+    # The read starts the scheduler process (a run is "running"), which finds the process gone.
+    record = wait_for(lambda: (r := manager.get("orphan"))["state"] != "running" and r, timeout_s=10)
     assert record["state"] == "failed" and DIED_MESSAGE in record["error_tail"]
     assert record["step"] == 5 and record["total_steps"] == 9
     with pytest.raises(LearngeneError, match="already ended as failed"):
@@ -242,15 +247,28 @@ def test_each_run_gets_its_own_gpu_slot(runs_root, fake_worker, monkeypatch):
     assert manager.slots == 2
     options = {"worker_module": fake_worker}
     runs = [
-        manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options=options)
+        manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher_options=options, schedule=False)
         for _ in range(3)
     ]
-    records = [manager.get(r) for r in runs]
+    assert manager.schedule() == runs[:2]
+    records = [manager.get(r, schedule=False) for r in runs]
     assert [r["state"] for r in records] == ["running", "running", "queued"]
     assert sorted(r["gpus"] for r in records[:2]) == ["0", "1"]
     wait_for(lambda: "CUDA_VISIBLE_DEVICES=" in "".join(manager.log_tail(runs[1], 5, "stdout")))
     assert f"CUDA_VISIBLE_DEVICES={records[1]['gpus']}" in manager.log_tail(runs[1], 5, "stdout")
     manager.stop(runs[0], force=True)
     manager.wait(runs[0], timeout_s=10)
-    third = wait_for(lambda: (r := manager.get(runs[2]))["state"] == "running" and r)
+    # The GPUs are pretended in this process only, so this process schedules (the scheduler process sees none).
+    third = wait_for(lambda: manager.schedule() and (r := manager.get(runs[2]))["state"] == "running" and r)
     assert third["gpus"] == records[0]["gpus"]  # the freed GPU goes to the next run in the queue
+
+
+def test_records_carry_exactly_the_documented_keys(manager, fake_worker):
+    from typing import get_type_hints
+
+    from learngene.runs import RunRecord
+
+    run_id = manager.submit(fake_config(fake_steps=2), launcher_options={"worker_module": fake_worker})
+    record = manager.wait(run_id, timeout_s=30)
+    assert set(record) == set(get_type_hints(RunRecord))
+    assert json.loads(json.dumps(record))["run_id"] == run_id  # still a plain, JSON-ready dict
