@@ -203,7 +203,12 @@ def test_runs_show_json_carries_the_command(tmp_path, capsys):
     assert record["command"][:2] == ["learngene", "train"] and "--name" in record["command"]
     result = dry_run(capsys, record["command"])
     assert result["config"] == record["config"] == config.to_dict()
-    assert result["launcher"] == "torchrun" and result["launcher_options"] == {"nproc_per_node": 2}
+    from learngene.runs.launchers import make_launcher
+
+    # The same launcher comes back (the registry stores its options with their defaults filled in).
+    assert result["launcher"] == "torchrun"
+    rebuilt, stored = make_launcher("torchrun", result["launcher_options"]), make_launcher("torchrun", record["launcher_options"])
+    assert rebuilt.options() == stored.options() and stored.nproc_per_node == 2
 
 
 def test_readme_tour_from_a_fresh_folder_gives_absolute_paths(tmp_path, capsys, monkeypatch):
