@@ -69,7 +69,8 @@ def compute_statistics(choice: Choice, progress: Callable[[int, int], None] | No
 
     model = ancestor_for(choice)
     probe_set = probes_for(choice)
-    stats = compute_head_statistics(model.model, probe_set, model.summary, device="auto", progress=progress)
+    stats = compute_head_statistics(model.model, probe_set, model.summary, device="auto", progress=progress,
+                                   statistics="all")
     path = statistics_path(choice)
     stats.save_json(path)
     return _load_statistics(str(path), path.stat().st_mtime)
