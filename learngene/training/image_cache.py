@@ -51,8 +51,9 @@ class CacheCorrupt(Exception):
 
 
 def cache_side(img_size: int) -> int:
-    """Side of the cached squares for a training resolution: the evaluation resize, about 1.14 x ``img_size``."""
-    return int(math.ceil(img_size / EVAL_CROP_PCT))
+    """Side of the cached squares for a training resolution: timm's evaluation resize ``floor(img_size / 0.875)``
+    (256 for 224, 1.14 x), so evaluation from the cache is exactly timm's resize-then-centre-crop."""
+    return int(math.floor(img_size / EVAL_CROP_PCT))
 
 
 def cache_dir() -> Path:
@@ -75,7 +76,8 @@ def decode_square(image: Any, side: int) -> np.ndarray:
     # timm's eval Resize: the short side becomes exactly ``side``, the long side is truncated like torchvision's
     new_w, new_h = (side, int(height * scale)) if width <= height else (int(width * scale), side)
     image = image.resize((max(new_w, side), max(new_h, side)), Image.BICUBIC)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
+    # torchvision's CenterCrop rounding, so that this square then a centre crop equals timm's eval crop
+    left, top = int(round((image.width - side) / 2.0)), int(round((image.height - side) / 2.0))
     return np.array(image.crop((left, top, left + side, top + side)), dtype=np.uint8)
 
 

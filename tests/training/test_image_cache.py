@@ -34,7 +34,7 @@ def test_cache_holds_the_resized_centre_square_of_every_image_with_progress(tmp_
     calls = []
     cache = _build(splits.train, tmp_path, calls)
     side = cache_side(16)
-    assert side == 19 and len(cache) == len(splits.train)
+    assert side == 18 and len(cache) == len(splits.train)
     assert calls[-1] == (len(splits.train), len(splits.train))
     for index in range(len(cache)):
         image, target = splits.train[index]
@@ -43,7 +43,7 @@ def test_cache_holds_the_resized_centre_square_of_every_image_with_progress(tmp_
         w, h = image.size
         ref = image.resize((int(w * side / h), side), Image.BICUBIC)  # torchvision Resize truncates the long side
         assert h < w
-        left = (ref.width - side) // 2
+        left = int(round((ref.width - side) / 2.0))
         expected = np.asarray(ref.crop((left, 0, left + side, side)))
         assert cached.shape == (3, side, side) and cached_target == target
         assert np.abs(cached.permute(1, 2, 0).numpy().astype(int) - expected.astype(int)).max() <= 1
