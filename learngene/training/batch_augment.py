@@ -80,9 +80,17 @@ def sample_crop_boxes(count: int, height: int, width: int, generator: torch.Gene
 def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop every image to its box and resize to ``size`` x ``size``: float (B, C, size, size), same value range.
 
-    One ``torchvision.ops.roi_align`` call for the batch; with ``sampling_ratio=-1`` each output pixel averages
-    ceil(box / size) x ceil(box / size) bilinear samples, so shrinking is antialiased.
+    On a GPU: one ``torchvision.ops.roi_align`` call for the batch; with ``sampling_ratio=-1`` each output pixel
+    averages ceil(box / size)^2 bilinear samples, so shrinking is antialiased. On a CPU, where ``roi_align`` is not
+    vectorised, a loop of antialiased bilinear ``interpolate`` calls on the uint8 crops is about 4x faster.
     """
+    if images.device.type == "cpu":
+        out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=images.dtype)
+        for index, (top, left, height, width) in enumerate(boxes.tolist()):
+            crop = images[index:index + 1, :, top:top + height, left:left + width]
+            out[index] = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
+                                       align_corners=False)[0]
+        return out.float()
     from torchvision.ops import roi_align
 
     boxes = boxes.to(images.device, torch.float32)
@@ -115,14 +123,13 @@ def sample_erase_boxes(count: int, height: int, width: int, probability: float, 
 
 
 def erase(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Fill each image's box with standard-normal noise per pixel (timm's ``pixel`` mode on normalised input)."""
-    B, _, H, W = images.shape
-    boxes = boxes.to(images.device)
-    rows = torch.arange(H, device=images.device).view(1, H, 1)
-    cols = torch.arange(W, device=images.device).view(1, 1, W)
-    top, left, height, width = (boxes[:, k].view(B, 1, 1) for k in range(4))
-    mask = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)  # (B, H, W)
-    return torch.where(mask[:, None], torch.randn_like(images), images)
+    """Fill each image's box with standard-normal noise per pixel (timm's ``pixel`` mode on normalised input), in
+    place. Boxes live on the CPU (they are drawn there), so the loop over erased images never syncs the device."""
+    for index, (top, left, height, width) in enumerate(boxes.tolist()):
+        if height and width:
+            region = images[index, :, top:top + height, left:left + width]
+            region.copy_(torch.randn(region.shape, device=images.device, dtype=images.dtype))
+    return images
 
 
 class BatchAugment:
@@ -147,8 +154,10 @@ class BatchAugment:
                  seed: int = 0) -> None:
         self.img_size, self.crop_pct, self.hflip = int(img_size), float(crop_pct), float(hflip)
         self.scale, self.ratio, self.erase_prob = tuple(scale), tuple(ratio), float(erase_prob)
-        self.mean = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor([255.0 * s for s in std], device=device).view(1, 3, 1, 1)
+        # (x - 255 mean) / (255 std) as one multiply-add: x * scale + shift
+        self.norm_scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
+        shift = [-m / s for m, s in zip(mean, std, strict=True)]
+        self.norm_shift = torch.tensor(shift, device=device).view(1, 3, 1, 1)
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(int(seed))
 
@@ -165,12 +174,11 @@ class BatchAugment:
             boxes, flips, erase_boxes = self.train_params(images.shape[0], images.shape[-1])
             out = crop_and_resize(images, boxes, self.img_size)
             flips = flips.to(out.device).view(-1, 1, 1, 1)
-            out = torch.where(flips, out.flip(-1), out)
-            out = out.sub_(self.mean).div_(self.std)
+            out = torch.addcmul(self.norm_shift, torch.where(flips, out.flip(-1), out), self.norm_scale)
             if self.erase_prob > 0:
                 out = erase(out, erase_boxes)
         else:
-            out = self.evaluation_crop(images).sub_(self.mean).div_(self.std)
+            out = torch.addcmul(self.norm_shift, self.evaluation_crop(images), self.norm_scale)
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         return out

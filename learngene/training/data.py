@@ -395,6 +395,14 @@ class CachedSplit(Dataset):
         image, target = self.cache[index]
         return (self.transform(image) if self.transform is not None else image), target
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """A whole batch in one sorted read of the memmap (the DataLoader calls this instead of per-item gets)."""
+        images, targets = self.cache.batch(indices)
+        images = images.contiguous()  # (B, 3, S, S) from (B, S, S, 3): one copy for the batch
+        if self.transform is not None:
+            return [(self.transform(image), target) for image, target in zip(images, targets.tolist(), strict=True)]
+        return list(zip(images, targets.tolist(), strict=True))
+
 
 def _memory_bytes() -> int:
     try:

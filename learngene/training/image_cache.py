@@ -166,7 +166,7 @@ class ImageCache(Dataset):
     def batch(self, indices: np.ndarray | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Many images at once: uint8 (B, 3, side, side) and int64 targets (one fancy-indexed read)."""
         indices = np.asarray(indices, dtype=np.int64)
-        images = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2)
+        images = torch.from_numpy(self.images[indices]).permute(0, 3, 1, 2)  # fancy indexing copies: writable
         return images, torch.from_numpy(np.asarray(self.targets[indices]))
 
 

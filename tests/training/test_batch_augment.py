@@ -55,16 +55,22 @@ def test_crop_scale_ratio_and_position_follow_timm(height, width):
     assert (boxes[:, 1] >= 0).all() and (boxes[:, 1] + boxes[:, 3] <= width).all()
 
 
-def test_crop_and_resize_copies_integer_boxes_and_averages_when_shrinking():
-    images = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16) % 251
-    same = crop_and_resize(images, torch.tensor([[0, 0, 16, 16], [4, 2, 8, 8]]), 16)
-    assert torch.allclose(same[0], images[0], atol=1e-3)
-    half = crop_and_resize(images, torch.tensor([[0, 0, 16, 16], [4, 2, 8, 8]]), 8)
-    expected0 = images[0].reshape(3, 8, 2, 8, 2).mean(dim=(2, 4))  # 2 x 2 area average
-    assert torch.allclose(half[0], expected0, atol=1e-3)
-    assert torch.allclose(half[1], images[1, :, 4:12, 2:10], atol=1e-3)
-    uint8 = crop_and_resize(images.to(torch.uint8), torch.tensor([[0, 0, 16, 16]] * 2), 16)
-    assert torch.equal(uint8, images.to(torch.uint8).float())
+def test_crop_and_resize_copies_integer_boxes_and_averages_when_shrinking(monkeypatch):
+    images = (torch.arange(2 * 3 * 16 * 16).reshape(2, 3, 16, 16) % 251).to(torch.uint8)
+    boxes = torch.tensor([[0, 0, 16, 16], [4, 2, 8, 8]])
+    same = crop_and_resize(images, boxes, 16)  # CPU path: interpolate per image
+    assert torch.equal(same[0], images[0].float())
+    half = crop_and_resize(images, boxes, 8)
+    assert torch.equal(half[1], images[1, :, 4:12, 2:10].float())
+    # the GPU path (roi_align), run on the CPU: same copies, and a 2 x 2 area average when halving
+    from torchvision.ops import roi_align
+
+    reference = roi_align(images.float(), torch.tensor([[0.0, 0, 0, 16, 16]]), (8, 8), 1.0, -1, True)
+    expected = images[0].float().reshape(3, 8, 2, 8, 2).mean(dim=(2, 4))
+    assert torch.allclose(reference[0], expected, atol=1e-3)
+    ramp = (torch.arange(16) * 15).to(torch.uint8).expand(1, 3, 16, 16)  # smooth: the two paths agree
+    cpu_half = crop_and_resize(ramp, torch.tensor([[0, 0, 16, 16]]), 8)
+    assert (cpu_half - ramp.float().reshape(1, 3, 8, 2, 8, 2).mean(dim=(3, 5))).abs().max() <= 4
 
 
 def test_flip_rate_and_that_flips_mirror_the_crop():
