@@ -77,28 +77,38 @@ def sample_crop_boxes(count: int, height: int, width: int, generator: torch.Gene
     return torch.stack([top, left, h, w], dim=1)
 
 
-def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop every image to its box and resize to ``size`` x ``size``: float (B, C, size, size), same value range.
+def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int,
+                    flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop every image to its box, resize to ``size`` x ``size`` and mirror those marked in ``flips``.
 
-    On a GPU: one ``torchvision.ops.roi_align`` call for the batch; with ``sampling_ratio=-1`` each output pixel
-    averages ceil(box / size)^2 bilinear samples, so shrinking is antialiased. On a CPU, where ``roi_align`` is not
-    vectorised, a loop of antialiased bilinear ``interpolate`` calls on the uint8 crops is about 4x faster.
+    On a GPU: one ``torchvision.ops.roi_align`` call for the batch (float output); with ``sampling_ratio=-1`` each
+    output pixel averages ceil(box / size)^2 bilinear samples, so shrinking is antialiased. On a CPU, where
+    ``roi_align`` is not vectorised, a loop of antialiased bilinear ``interpolate`` calls on the uint8 crops is about
+    4x faster (output keeps the input dtype). Only the flipped images are mirrored (no whole-batch ``where``).
     """
+    flipped = [] if flips is None else torch.nonzero(flips.cpu()).flatten().tolist()
     if images.device.type == "cpu":
         out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=images.dtype)
+        mirror = set(flipped)
         for index, (top, left, height, width) in enumerate(boxes.tolist()):
             crop = images[index:index + 1, :, top:top + height, left:left + width]
+            if index in mirror:
+                crop = crop.flip(-1)
             out[index] = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
                                        align_corners=False)[0]
-        return out.float()
+        return out
     from torchvision.ops import roi_align
 
     boxes = boxes.to(images.device, torch.float32)
     top, left, height, width = boxes.unbind(1)
     index = torch.arange(images.shape[0], device=images.device, dtype=torch.float32)
     rois = torch.stack([index, left, top, left + width, top + height], dim=1)
-    return roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
-                     aligned=True)
+    out = roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
+                    aligned=True)
+    if flipped:
+        chosen = torch.tensor(flipped, device=out.device)
+        out[chosen] = out[chosen].flip(-1)
+    return out
 
 
 def sample_erase_boxes(count: int, height: int, width: int, probability: float, generator: torch.Generator,
@@ -172,9 +182,8 @@ class BatchAugment:
         """uint8 (B, 3, S, S) -> normalised float32 (B, 3, img_size, img_size)."""
         if train:
             boxes, flips, erase_boxes = self.train_params(images.shape[0], images.shape[-1])
-            out = crop_and_resize(images, boxes, self.img_size)
-            flips = flips.to(out.device).view(-1, 1, 1, 1)
-            out = torch.addcmul(self.norm_shift, torch.where(flips, out.flip(-1), out), self.norm_scale)
+            out = crop_and_resize(images, boxes, self.img_size, flips)
+            out = torch.addcmul(self.norm_shift, out, self.norm_scale)  # uint8 on a CPU: promoted here, once
             if self.erase_prob > 0:
                 out = erase(out, erase_boxes)
         else:

@@ -59,9 +59,11 @@ def test_crop_and_resize_copies_integer_boxes_and_averages_when_shrinking(monkey
     images = (torch.arange(2 * 3 * 16 * 16).reshape(2, 3, 16, 16) % 251).to(torch.uint8)
     boxes = torch.tensor([[0, 0, 16, 16], [4, 2, 8, 8]])
     same = crop_and_resize(images, boxes, 16)  # CPU path: interpolate per image
-    assert torch.equal(same[0], images[0].float())
+    assert torch.equal(same[0], images[0])
     half = crop_and_resize(images, boxes, 8)
-    assert torch.equal(half[1], images[1, :, 4:12, 2:10].float())
+    assert torch.equal(half[1], images[1, :, 4:12, 2:10])
+    mirrored = crop_and_resize(images, boxes, 16, torch.tensor([False, True]))
+    assert torch.equal(mirrored[0], images[0]) and torch.equal(mirrored[1, :, :, 0], same[1, :, :, -1])
     # the GPU path (roi_align), run on the CPU: same copies, and a 2 x 2 area average when halving
     from torchvision.ops import roi_align
 
@@ -70,7 +72,7 @@ def test_crop_and_resize_copies_integer_boxes_and_averages_when_shrinking(monkey
     assert torch.allclose(reference[0], expected, atol=1e-3)
     ramp = (torch.arange(16) * 15).to(torch.uint8).expand(1, 3, 16, 16)  # smooth: the two paths agree
     cpu_half = crop_and_resize(ramp, torch.tensor([[0, 0, 16, 16]]), 8)
-    assert (cpu_half - ramp.float().reshape(1, 3, 8, 2, 8, 2).mean(dim=(3, 5))).abs().max() <= 4
+    assert (cpu_half.float() - ramp.float().reshape(1, 3, 8, 2, 8, 2).mean(dim=(3, 5))).abs().max() <= 4
 
 
 def test_flip_rate_and_that_flips_mirror_the_crop():
