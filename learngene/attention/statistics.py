@@ -2,8 +2,9 @@
 
 For each layer and head: the mean attention distance (MAD, pixels), the attention entropy (nats, over all keys,
 averaged over patch queries), the mean attention pattern as a function of the relative offset between query and
-key patch, and the mean attention of the CLS/first prefix token over the patch grid. Every batch's maps are reduced
-at once into running sums, so peak memory does not grow with the number of probe images.
+key patch, and the mean attention of the CLS/first prefix token over the patch grid. Only MAD is computed unless the
+others are asked for (``statistics=``): clustering needs MAD alone, the app's views ask for all. Every batch's maps
+are reduced at once into running sums, so peak memory does not grow with the number of probe images.
 """
 
 from __future__ import annotations
