@@ -228,7 +228,7 @@ class Runner:
                                device=device, accum_steps=cfg.accum_steps, amp_dtype=self.amp_dtype,
                                scaler=self.scaler, mixup=mixup, clip_grad=cfg.clip_grad, ema=self.ema,
                                ema_target=model, channels_last=self.channels_last, preprocess=self.preprocess)
-        self.workers = loaders.workers
+        self.workers, self.data_pipeline = loaders.workers, loaders.pipeline
         if dist.is_main:
             self._write_repro()
 
@@ -237,7 +237,7 @@ class Runner:
                 "total_steps": self.total_steps, "world_size": self.dist.world_size,
                 "total_batch": self.config.batch_size * self.config.accum_steps * self.dist.world_size,
                 "device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                "workers": self.workers, "channels_last": self.channels_last}
+                "workers": self.workers, "data_pipeline": self.data_pipeline, "channels_last": self.channels_last}
 
     def _write_repro(self) -> None:
         devices: list[str] = ["cpu"]
