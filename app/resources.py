@@ -74,7 +74,9 @@ def compute_and_save_statistics(ancestor, probe_set, path: Path, progress: Calla
     """The statistics of ``ancestor`` over ``probe_set``, saved at ``path``. No ``st.*``: safe on a job thread."""
     from learngene.attention.statistics import compute_head_statistics
 
-    stats = compute_head_statistics(ancestor.model, probe_set, ancestor.summary, device="auto", progress=progress)
+    # The app's views need every statistic (patterns for similarity and 2-D, entropy), not just the MAD.
+    stats = compute_head_statistics(ancestor.model, probe_set, ancestor.summary, device="auto", progress=progress,
+                                    statistics="all")
     return stats.save_json(path)
 
 

@@ -37,7 +37,7 @@ def prepare(data: Path) -> None:
     choice = Choice()
     ancestor = load_ancestor("builtin")
     stats = compute_head_statistics(ancestor.model, load_probe_images("builtin", ancestor.summary), ancestor.summary,
-                                    device="cpu")
+                                    device="cpu", statistics="all")
     stats.save_json(statistics_path(choice))
     folders = {}
     for init in ("cluster-learngene", "scratch"):

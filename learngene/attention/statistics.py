@@ -2,14 +2,15 @@
 
 For each layer and head: the mean attention distance (MAD, pixels), the attention entropy (nats, over all keys,
 averaged over patch queries), the mean attention pattern as a function of the relative offset between query and
-key patch, and the mean attention of the CLS/first prefix token over the patch grid. Every batch's maps are reduced
-at once into running sums, so peak memory does not grow with the number of probe images.
+key patch, and the mean attention of the CLS/first prefix token over the patch grid. Only MAD is computed unless the
+others are asked for (``statistics=``): clustering needs MAD alone, the app's views ask for all. Every batch's maps
+are reduced at once into running sums, so peak memory does not grow with the number of probe images.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from learngene.attention.capture import capture_attention
-from learngene.attention.distance import patch_distance_matrix, per_image_mean_attention_distance
+from learngene.attention.distance import patch_distance_matrix
 from learngene.errors import LearngeneError
 from learngene.probes import ProbeSet
 
@@ -141,49 +142,98 @@ def read_stats_file(path: str | Path) -> dict:
     return data
 
 
+#: Every statistic compute_head_statistics can produce, in one place (the ``statistics`` argument names them).
+STATISTICS = ("mad", "entropy", "pattern", "cls")
+#: What clustering needs; the rest is computed only when asked for (the app's views ask for all).
+DEFAULT_STATISTICS = ("mad",)
+
+
+def _resolve_statistics(statistics: str | Iterable[str]) -> tuple[str, ...]:
+    """``"all"``, one name, or several names from :data:`STATISTICS` -> a tuple in canonical order."""
+    names = STATISTICS if statistics == "all" else (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = sorted(set(names) - set(STATISTICS))
+    if unknown:
+        raise LearngeneError(f"unknown statistics {unknown}; choose from {list(STATISTICS)} or 'all'")
+    return tuple(name for name in STATISTICS if name in names)
+
+
 class _Accumulator:
-    """Running sums of the per-head statistics of one model, fed one layer's attention at a time."""
+    """Running sums of the requested per-head statistics of one model.
+
+    MAD, the relative-offset pattern and the CLS map are all linear in the attention map, so each layer's maps are
+    first summed over the batch in fp32 (one pass over the (B, H, N, N) tensor, the only per-layer work) into a
+    (L, H, N, N) buffer; at the end of the batch every layer is reduced at once from that buffer and only the small
+    per-head sums are accumulated in float64 (so 1,000 probe images lose no precision). Entropy is not linear (it
+    needs a log of every element), so it costs a second pass and is computed only when requested.
+    """
 
     def __init__(self, num_layers: int, num_heads: int, grid: tuple[int, int], patch_size: int,
-                 num_prefix: int, device: torch.device):
+                 num_prefix: int, device: torch.device, statistics: tuple[str, ...] = STATISTICS):
         rows, cols = grid
         self.num_prefix = num_prefix
         self.grid = grid
-        self.distance = patch_distance_matrix(grid, patch_size, device=device)  # (G, G)
+        self.statistics = statistics
+        self.shape = (num_layers, num_heads)
+        self.linear = any(name in statistics for name in ("mad", "pattern", "cls"))
+        num_tokens = rows * cols + num_prefix
+        f32, f64 = dict(device=device, dtype=torch.float32), dict(device=device, dtype=torch.float64)
+        self.batch_sum = torch.zeros(num_layers, num_heads, num_tokens, num_tokens, **f32) if self.linear else None
+        self.distance = patch_distance_matrix(grid, patch_size, device=device)  # (G, G) fp32
         self.offset_index = relative_offset_index(rows, cols).to(device).flatten()  # (G*G,)
         self.num_offsets = (2 * rows - 1) * (2 * cols - 1)
-        f64 = dict(device=device, dtype=torch.float64)
         self.mad = torch.zeros(num_layers, num_heads, **f64)
-        self.entropy = torch.zeros(num_layers, num_heads, **f64)
-        self.pattern = torch.zeros(num_layers, num_heads, self.num_offsets, **f64)
-        self.cls = torch.zeros(num_layers, num_heads, rows * cols, **f64)
+        self.entropy = torch.zeros(num_layers, num_heads, **f64) if "entropy" in statistics else None
+        self.pattern = torch.zeros(num_layers, num_heads, self.num_offsets, **f64) if "pattern" in statistics else None
+        self.cls = torch.zeros(num_layers, num_heads, rows * cols, **f64) if "cls" in statistics else None
         self.images = 0
 
     def add(self, layer: int, attn: torch.Tensor) -> None:
-        attn = attn.float()  # (B, H, N, N); AMP may give half precision
-        B, H, N, _ = attn.shape
+        """Fold one layer's (B, H, N, N) post-softmax attention into the batch buffer (and entropy if asked)."""
+        if self.linear:
+            torch.sum(attn, dim=0, dtype=torch.float32, out=self.batch_sum[layer])
+        if self.entropy is not None:
+            patch_rows = attn[:, :, self.num_prefix:, :].float()  # (B, H, G, N): patch queries over all keys
+            # xlogy gives 0 * log 0 = 0 exactly; the mean over queries and the sum over the batch in one reduction
+            per_head = torch.special.xlogy(patch_rows, patch_rows).sum(dim=(0, 2, 3)) / patch_rows.shape[2]
+            self.entropy[layer] -= per_head.double()
+
+    def end_batch(self, images: int) -> None:
+        """Reduce every layer's batch-summed maps at once into the float64 running sums."""
+        self.images += images
+        if not self.linear:
+            return
         p = self.num_prefix
-        self.mad[layer] += per_image_mean_attention_distance(attn, self.distance, p).sum(0).double()
-        patch_rows = attn[:, :, p:, :]  # (B, H, G, N): patch queries over all keys
-        entropy = -(patch_rows * patch_rows.clamp_min(1e-12).log()).sum(-1).mean(-1)  # (B, H)
-        self.entropy[layer] += entropy.sum(0).double()
-        patch_attn = attn[:, :, p:, p:].sum(0).reshape(H, -1)  # (H, G*G), summed over the batch
-        offsets = torch.zeros(H, self.num_offsets, device=attn.device, dtype=attn.dtype)
-        offsets.index_add_(1, self.offset_index, patch_attn)
-        self.pattern[layer] += offsets.double()
-        if p > 0:
-            self.cls[layer] += attn[:, :, 0, p:].sum(0).double()  # (H, G)
+        L, H = self.shape
+        patch = self.batch_sum[:, :, p:, p:]  # (L, H, G, G): patch queries over patch keys
+        if "mad" in self.statistics:
+            G = patch.shape[-1]
+            # sum over query i and key j of A[i, j] * dist(i, j), divided by the G queries: a matrix-vector product
+            self.mad += (patch.reshape(L * H, G * G) @ self.distance.reshape(G * G)).reshape(L, H).double() / G
+        if self.pattern is not None:
+            offsets = torch.zeros(L * H, self.num_offsets, device=patch.device, dtype=torch.float32)
+            offsets.index_add_(1, self.offset_index, patch.reshape(L * H, -1))
+            self.pattern += offsets.reshape(L, H, -1).double()
+        if self.cls is not None and p > 0:
+            self.cls += self.batch_sum[:, :, 0, p:].double()  # (L, H, G)
 
     def result(self) -> dict[str, np.ndarray]:
+        """Means over the images. Statistics not requested get the placeholders that ``from_json`` uses for a
+        MAD-only file (NaN entropy, empty pattern and CLS map), so saving, loading and the views keep working."""
         rows, cols = self.grid
         n = max(self.images, 1)
-        L, H = self.mad.shape
+        L, H = self.shape
+        empty = np.zeros((L, H, 0, 0))
         return {
             "mean_attention_distance": (self.mad / n).cpu().numpy(),
-            "entropy": (self.entropy / n).cpu().numpy(),
+            "entropy": (self.entropy / n).cpu().numpy() if self.entropy is not None else np.full((L, H), np.nan),
             # per query patch: divide by the number of queries as well as images
-            "mean_pattern": (self.pattern / (n * rows * cols)).reshape(L, H, 2 * rows - 1, 2 * cols - 1).cpu().numpy(),
-            "cls_attention": (self.cls / n).reshape(L, H, rows, cols).cpu().numpy(),
+            "mean_pattern": (
+                (self.pattern / (n * rows * cols)).reshape(L, H, 2 * rows - 1, 2 * cols - 1).cpu().numpy()
+                if self.pattern is not None else empty
+            ),
+            "cls_attention": (
+                (self.cls / n).reshape(L, H, rows, cols).cpu().numpy() if self.cls is not None else empty
+            ),
         }
 
 
@@ -196,6 +246,7 @@ def compute_head_statistics(
     batch_size: int = 8,
     device: str | torch.device | None = "auto",
     progress: Callable[[int, int], None] | None = None,
+    statistics: str | Iterable[str] = DEFAULT_STATISTICS,
 ) -> HeadStatistics:
     """Compute every head's statistics over ``probes``.
 
@@ -206,22 +257,26 @@ def compute_head_statistics(
         batch_size: images per forward pass.
         device: ``auto``, ``cpu`` or ``cuda``; the model is moved there for the computation and moved back.
         progress: called as ``progress(images_done, images_total)`` after every batch.
+        statistics: which of :data:`STATISTICS` to compute, or ``"all"``. MAD alone (the default) costs one
+            reduction pass per layer; ``entropy`` adds a log of every attention element. Statistics not requested
+            come back as placeholders (NaN entropy, empty pattern and CLS arrays).
     """
     if batch_size < 1:
         raise LearngeneError(f"batch_size must be at least 1 (got {batch_size})")
     if len(probes) == 0:
         raise LearngeneError("the probe set is empty")
+    wanted = _resolve_statistics(statistics)
     target = resolve_device(device)
     original_device = next(model.parameters()).device
     was_training = model.training
     model.eval().to(target)
     acc = _Accumulator(summary.num_layers, summary.num_heads, tuple(summary.grid_size), summary.patch_size,
-                       summary.num_prefix_tokens, target)
+                       summary.num_prefix_tokens, target, wanted)
     try:
         with capture_attention(model, acc.add):
             for batch in probes.batches(batch_size):
                 model(batch.to(target, non_blocking=True))
-                acc.images += batch.shape[0]
+                acc.end_batch(batch.shape[0])
                 if progress is not None:
                     progress(acc.images, len(probes))
     finally:

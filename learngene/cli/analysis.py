@@ -77,7 +77,7 @@ def run_analyze(args) -> int:
     bar, update = _progress_bar("attention statistics")
     with bar:
         stats = compute_head_statistics(ancestor.model, probes, ancestor.summary, batch_size=args.batch_size,
-                                        device=args.device, progress=update)
+                                        device=args.device, progress=update, statistics="all")
     stats.save_json(out)
     print(f"wrote {out}: {stats.num_layers} layers x {stats.num_heads} heads over {stats.num_images} images",
           file=sys.stderr)

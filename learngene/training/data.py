@@ -374,3 +374,125 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, wo
         worker_init_fn=_ignore_stop_signals if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),  # seeds the workers' augmentation RNGs reproducibly
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pipelines: PIL in loader workers, or the decoded-once cache with batched augmentation on the device
+# ---------------------------------------------------------------------------------------------------------------------
+DATA_PIPELINES = ("auto", "pil", "cached")
+CACHE_MEMORY_FRACTION = 0.5  # a cache "fits" when it takes at most this share of the machine's memory
+
+
+class CachedSplit(Dataset):
+    """Items of an :class:`~learngene.training.image_cache.ImageCache`, with an optional per-image uint8 transform."""
+
+    def __init__(self, cache: Dataset, transform: Callable | None = None) -> None:
+        self.cache, self.transform = cache, transform
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, target = self.cache[index]
+        return (self.transform(image) if self.transform is not None else image), target
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """A whole batch in one sorted read of the memmap (the DataLoader calls this instead of per-item gets)."""
+        images, targets = self.cache.batch(indices)
+        images = images.contiguous()  # (B, 3, S, S) from (B, S, S, 3): one copy for the batch
+        if self.transform is not None:
+            return [(self.transform(image), target) for image, target in zip(images, targets.tolist(), strict=True)]
+        return list(zip(images, targets.tolist(), strict=True))
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def cache_fits(num_images: int, img_size: int) -> bool:
+    """Whether the decoded squares of ``num_images`` images fit in memory (and so are worth caching)."""
+    from learngene.training.image_cache import cache_bytes, cache_side
+
+    return cache_bytes(num_images, cache_side(img_size)) <= CACHE_MEMORY_FRACTION * _memory_bytes()
+
+
+def resolve_data_pipeline(choice: str, device_type: str, num_images: int, img_size: int) -> str:
+    """``pil`` or ``cached`` for a run. ``auto`` is ``cached`` on a GPU when the decoded set fits in memory, else
+    ``pil`` (on a CPU the model, not the loader, is the bottleneck, and CPU runs leave no cache files)."""
+    if choice not in DATA_PIPELINES:
+        raise LearngeneError(f"data pipeline must be one of {', '.join(DATA_PIPELINES)}, got {choice!r}")
+    if choice == "auto":
+        return "cached" if device_type == "cuda" and cache_fits(num_images, img_size) else "pil"
+    return choice
+
+
+@dataclass
+class Loaders:
+    """What the runner needs from the data side."""
+
+    pipeline: str
+    workers: int
+    train_size: int
+    train_sampler: ResumableSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    preprocess: Callable[[torch.Tensor, bool], torch.Tensor] | None
+
+
+def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float], std: Sequence[float],
+                  device: torch.device, rank: int = 0, world_size: int = 1,
+                  data_pipeline: str = "auto") -> Loaders:
+    """Samplers, loaders and the on-device preprocessing for ``splits``.
+
+    ``pil``: timm's transforms in the loader workers (uint8 handed to the GPU and normalised there on CUDA).
+    ``cached``: the decoded-once cache (built on first use by rank 0, the other ranks wait) and
+    :class:`~learngene.training.batch_augment.BatchAugment` on the device; RandAugment, when on, runs in the
+    workers on the cached squares.
+    """
+    from learngene.training.distributed import barrier
+
+    cfg = config
+    pipeline = resolve_data_pipeline(data_pipeline, device.type, len(splits.train) + len(splits.val), cfg.img_size)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    workers = cfg.workers if cfg.workers is not None else default_workers(device.type)
+    if pipeline == "pil":
+        on_device = device.type == "cuda"  # on a GPU, loaders hand over uint8 and the GPU normalises
+        train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin, uint8_output=on_device)
+        train_ds: Dataset = TransformedSubset(splits.train, None, train_tf)
+        val_ds: Dataset = TransformedSubset(splits.val, None, eval_tf)
+        preprocess = DevicePreprocess(mean, std, device, channels_last, cfg.reprob) if on_device else None
+    else:
+        from learngene.training.batch_augment import BatchAugment, CachedRandAugment
+        from learngene.training.image_cache import cached_dataset
+
+        def caches() -> tuple[Dataset, Dataset]:
+            name = f"{cfg.dataset}@{Path(cfg.data_root).expanduser()}" if cfg.data_root else str(cfg.dataset)
+            return (cached_dataset(splits.train, name, "train", cfg.img_size, workers=workers),
+                    cached_dataset(splits.val, name, "val", cfg.img_size, workers=workers))
+
+        if rank == 0:
+            train_cache, val_cache = caches()
+            barrier()
+        else:
+            barrier()
+            train_cache, val_cache = caches()
+        policy = cfg.randaugment_policy
+        train_ds = CachedSplit(train_cache, CachedRandAugment(policy, cfg.img_size, mean) if policy else None)
+        val_ds = CachedSplit(val_cache)
+        preprocess = BatchAugment(cfg.img_size, mean, std, device, channels_last, cfg.reprob,
+                                  crop_pct=1.0 if splits.builtin else 0.875, seed=cfg.seed * 1_000_003 + rank)
+    pin = device.type == "cuda"
+    train_sampler = ResumableSampler(len(train_ds), rank, world_size, shuffle=True, seed=cfg.seed)
+    val_sampler = ResumableSampler(len(val_ds), rank, world_size, shuffle=False, pad=False)
+    return Loaders(
+        pipeline=pipeline,
+        workers=workers,
+        train_size=len(train_ds),
+        train_sampler=train_sampler,
+        train_loader=make_loader(train_ds, train_sampler, cfg.batch_size, workers, pin, True, cfg.seed + rank),
+        val_loader=make_loader(val_ds, val_sampler, cfg.batch_size, workers, pin, False, cfg.seed),
+        preprocess=preprocess,
+    )

@@ -28,15 +28,7 @@ from learngene.errors import LearngeneError
 from learngene.runs import rundir
 from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
-from learngene.training.data import (
-    DevicePreprocess,
-    ResumableSampler,
-    TransformedSubset,
-    build_transforms,
-    default_workers,
-    load_splits,
-    make_loader,
-)
+from learngene.training.data import build_loaders, load_splits
 from learngene.training.distributed import DistInfo, any_rank, barrier
 from learngene.training.engine import StepContext, evaluate, train_one_epoch
 from learngene.training.metrics_log import MetricsLogger
@@ -180,23 +172,15 @@ class Runner:
         self.classes = splits.classes
         model, mean, std = build_model(cfg, splits.num_classes)
         seed_everything(cfg.seed + dist.rank, cfg.deterministic)
-        # On a GPU, loaders hand over uint8 and the GPU normalises: data loading must never be the bottleneck.
-        on_device = device.type == "cuda"
-        train_tf, eval_tf = build_transforms(cfg, mean, std, builtin=splits.builtin, uint8_output=on_device)
-        train_ds = TransformedSubset(splits.train, None, train_tf)
-        val_ds = TransformedSubset(splits.val, None, eval_tf)
-
-        workers = cfg.workers if cfg.workers is not None else default_workers(device.type)
-        pin = device.type == "cuda"
-        self.train_sampler = ResumableSampler(len(train_ds), dist.rank, dist.world_size, shuffle=True, seed=cfg.seed)
-        val_sampler = ResumableSampler(len(val_ds), dist.rank, dist.world_size, shuffle=False, pad=False)
-        self.train_loader = make_loader(train_ds, self.train_sampler, cfg.batch_size, workers, pin, True,
-                                        cfg.seed + dist.rank)
-        self.val_loader = make_loader(val_ds, val_sampler, cfg.batch_size, workers, pin, False, cfg.seed)
+        # PIL in loader workers, or the decoded-once cache with batched augmentation on the device (issue 13)
+        loaders = build_loaders(cfg, splits, mean, std, device, dist.rank, dist.world_size,
+                                getattr(cfg, "data_pipeline", "auto"))
+        self.train_sampler, self.train_loader, self.val_loader = (loaders.train_sampler, loaders.train_loader,
+                                                                  loaders.val_loader)
         self.steps_per_epoch = (self.train_sampler.shard_size() // cfg.batch_size) // cfg.accum_steps
         if self.steps_per_epoch < 1:
             raise LearngeneError(
-                f"the training split has {len(train_ds)} images, fewer than one step of "
+                f"the training split has {loaders.train_size} images, fewer than one step of "
                 f"{cfg.batch_size} x {cfg.accum_steps} x {dist.world_size} processes: lower --batch-size"
             )
         self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -208,8 +192,7 @@ class Runner:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model  # the plain module: checkpoints and EMA read it
-        self.preprocess = (DevicePreprocess(mean, std, device, self.channels_last, cfg.reprob) if on_device
-                           else None)
+        self.preprocess = loaders.preprocess
         self.amp_dtype = resolve_amp(cfg, device)
         self.lr = cfg.resolved_lr(dist.world_size)
         optimizer = build_optimizer(model, self.lr, cfg.weight_decay)
@@ -251,7 +234,7 @@ class Runner:
                                device=device, accum_steps=cfg.accum_steps, amp_dtype=self.amp_dtype,
                                scaler=self.scaler, mixup=mixup, clip_grad=cfg.clip_grad, ema=self.ema,
                                ema_target=model, channels_last=self.channels_last, preprocess=self.preprocess)
-        self.workers = workers
+        self.workers, self.data_pipeline = loaders.workers, loaders.pipeline
         if dist.is_main:
             self._write_repro()
 
@@ -260,7 +243,7 @@ class Runner:
                 "total_steps": self.total_steps, "world_size": self.dist.world_size,
                 "total_batch": self.config.batch_size * self.config.accum_steps * self.dist.world_size,
                 "device": str(self.device), "amp": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
-                "workers": self.workers, "channels_last": self.channels_last}
+                "workers": self.workers, "data_pipeline": self.data_pipeline, "channels_last": self.channels_last}
 
     def _write_repro(self) -> None:
         devices: list[str] = ["cpu"]

@@ -55,7 +55,7 @@ def small_choice(app_dirs):
         choice = Choice(num_images=4)
         ancestor = load_ancestor("builtin")
         probes = load_probe_images("builtin", ancestor.summary, 4)
-        stats = compute_head_statistics(ancestor.model, probes, ancestor.summary, device="cpu")
+        stats = compute_head_statistics(ancestor.model, probes, ancestor.summary, device="cpu", statistics="all")
         stats.save_json(statistics_path(choice))
     finally:
         for key, value in saved.items():

@@ -44,7 +44,7 @@ def test_capture_gives_the_softmax_and_restores_the_fused_setting(tiny, fused):
 
 def test_statistics_match_the_mad_of_captured_maps(tiny):
     probes = load_probe_images("builtin", tiny.summary, num_images=5)
-    stats = compute_head_statistics(tiny.model, probes, tiny.summary, batch_size=2, device="cpu")
+    stats = compute_head_statistics(tiny.model, probes, tiny.summary, batch_size=2, device="cpu", statistics="all")
     maps = []
     with torch.no_grad(), capture_attention(tiny.model, lambda layer, attn: maps.append((layer, attn.clone()))):
         tiny.model(probes.tensors)
@@ -63,7 +63,7 @@ def test_statistics_match_the_mad_of_captured_maps(tiny):
 
 def test_json_round_trip(tiny, tmp_path):
     probes = load_probe_images("builtin", tiny.summary, num_images=2)
-    stats = compute_head_statistics(tiny.model, probes, tiny.summary)
+    stats = compute_head_statistics(tiny.model, probes, tiny.summary, statistics="all")
     back = HeadStatistics.load_json(stats.save_json(tmp_path / "s.json"))
     assert np.allclose(back.mean_attention_distance, stats.mean_attention_distance, atol=1e-5)
     assert back.mean_pattern.shape == stats.mean_pattern.shape
@@ -113,3 +113,76 @@ def test_builtin_ancestor_has_real_head_structure_and_a_random_one_does_not(buil
     random_stats = compute_head_statistics(random_model.model, probes, random_model.summary)
     assert np.ptp(random_stats.mean_attention_distance, axis=1).max() < 5.0
     assert random_stats.mean_attention_distance.mean() > 100  # every random head looks nearly uniformly far
+
+
+def reference_maps_by_hand(model, image):
+    """Every layer's attention for one image, recomputed block by block from the qkv projections (no capture)."""
+    with torch.no_grad():
+        x = model.norm_pre(model._pos_embed(model.patch_embed(image[None])))
+        maps = []
+        for block in model.blocks:
+            maps.append(recomputed_attention(block, x)[0].double().numpy())  # (H, N, N)
+            x = block(x)
+    return maps
+
+
+def numpy_loop_mad(maps, rows, cols, patch, prefix):
+    """method.md step 1 with plain loops: mean over query patches of sum_j A[i, j] * pixel distance (i, j)."""
+    table = np.zeros((len(maps), maps[0].shape[0]))
+    for layer, heads in enumerate(maps):
+        for h, attn in enumerate(heads):
+            total = 0.0
+            for i in range(rows * cols):
+                for j in range(rows * cols):
+                    (ri, ci), (rj, cj) = divmod(i, cols), divmod(j, cols)
+                    total += attn[prefix + i, prefix + j] * patch * np.hypot(ri - rj, ci - cj)
+            table[layer, h] = total / (rows * cols)
+    return table
+
+
+@pytest.mark.parametrize("statistics", ["mad", "all"])
+def test_mad_matches_a_numpy_loop_over_one_images_attention(tiny, statistics):
+    probes = load_probe_images("builtin", tiny.summary, num_images=1)
+    stats = compute_head_statistics(tiny.model, probes, tiny.summary, device="cpu", statistics=statistics)
+    rows, cols = tiny.summary.grid_size
+    expected = numpy_loop_mad(reference_maps_by_hand(tiny.model, probes.tensor(0)), rows, cols,
+                              tiny.summary.patch_size, tiny.summary.num_prefix_tokens)
+    assert np.abs(stats.mean_attention_distance - expected).max() < 1e-3
+
+
+def test_mad_averages_images_like_separate_runs(tiny):
+    probes = load_probe_images("builtin", tiny.summary, num_images=5)
+    together = compute_head_statistics(tiny.model, probes, tiny.summary, batch_size=2, device="cpu")
+    alone = []
+    for index in range(5):
+        maps = reference_maps_by_hand(tiny.model, probes.tensor(index))
+        rows, cols = tiny.summary.grid_size
+        alone.append(numpy_loop_mad(maps, rows, cols, tiny.summary.patch_size, tiny.summary.num_prefix_tokens))
+    assert np.abs(together.mean_attention_distance - np.mean(alone, axis=0)).max() < 1e-3
+
+
+def test_entropy_matches_a_numpy_reference(tiny):
+    probes = load_probe_images("builtin", tiny.summary, num_images=1)
+    stats = compute_head_statistics(tiny.model, probes, tiny.summary, device="cpu", statistics=["entropy"])
+    maps = reference_maps_by_hand(tiny.model, probes.tensor(0))
+    prefix = tiny.summary.num_prefix_tokens
+    expected = [[-(a[prefix:] * np.log(a[prefix:])).sum(-1).mean() for a in heads] for heads in maps]
+    assert np.allclose(stats.entropy, expected, atol=1e-4)
+    assert np.isnan(stats.mean_attention_distance).sum() == 0  # MAD is always there (zeros are not asked for)
+
+
+def test_unrequested_statistics_are_placeholders_that_save_and_load(tiny, tmp_path):
+    probes = load_probe_images("builtin", tiny.summary, num_images=2)
+    stats = compute_head_statistics(tiny.model, probes, tiny.summary, device="cpu")  # MAD only, the default
+    L, H = tiny.summary.num_layers, tiny.summary.num_heads
+    assert np.isnan(stats.entropy).all() and stats.entropy.shape == (L, H)
+    assert stats.mean_pattern.shape == (L, H, 0, 0) and stats.cls_attention.shape == (L, H, 0, 0)
+    back = HeadStatistics.load_json(stats.save_json(tmp_path / "mad.json"))
+    assert np.allclose(back.mean_attention_distance, stats.mean_attention_distance, atol=1e-5)
+    assert back.mean_pattern.size == 0 and np.isnan(back.entropy).all()
+
+
+def test_unknown_statistics_are_refused_in_one_line(tiny):
+    probes = load_probe_images("builtin", tiny.summary, num_images=1)
+    with pytest.raises(LearngeneError, match="unknown statistics"):
+        compute_head_statistics(tiny.model, probes, tiny.summary, statistics=["mad", "spread"])

@@ -150,3 +150,36 @@ def test_device_preprocess_matches_the_cpu_transforms():
     assert torch.allclose(pre(raw[None], train=False)[0], eval_tf(image), atol=1e-5)
     erased = pre(raw[None].repeat(4, 1, 1, 1), train=True)
     assert erased.shape == (4, 3, 32, 32) and not torch.allclose(erased[0], eval_tf(image))
+
+
+def test_pipelines_give_the_same_batch_shapes_and_the_cached_one_builds_its_cache_once(tmp_path, monkeypatch):
+    from learngene.training.data import build_loaders, resolve_data_pipeline
+
+    monkeypatch.setenv("LEARNGENE_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = _cfg(dataset="digits", batch_size=8, workers=0, device="cpu")
+    splits = load_splits(cfg)
+    mean, std = (0.5,) * 3, (0.5,) * 3
+    cpu = torch.device("cpu")
+    assert resolve_data_pipeline("auto", "cpu", 10, 32) == "pil"
+    with pytest.raises(LearngeneError, match="data pipeline must be one of"):
+        resolve_data_pipeline("fast", "cpu", 10, 32)
+    pil = build_loaders(cfg, splits, mean, std, cpu, data_pipeline="pil")
+    cached = build_loaders(cfg, splits, mean, std, cpu, data_pipeline="cached")
+    assert pil.pipeline == "pil" and cached.pipeline == "cached" and pil.train_size == cached.train_size
+    files = sorted((tmp_path / "cache").glob("*.u8"))
+    assert len(files) == 2  # train and val
+    stamp = [f.stat().st_mtime_ns for f in files]
+    for train in (True, False):
+        loader = pil.train_loader if train else pil.val_loader
+        pil_images, pil_targets = next(iter(loader))
+        raw, targets = next(iter(cached.train_loader if train else cached.val_loader))
+        assert raw.dtype == torch.uint8 and raw.shape[-1] == 36  # floor(32 / 0.875)
+        images = cached.preprocess(raw, train)
+        assert images.shape == pil_images.shape == (8, 3, 32, 32) and images.dtype == torch.float32
+        assert targets.shape == pil_targets.shape
+    if not train:  # evaluation order and content agree: the built-in set is evaluated whole in both
+        assert torch.equal(targets, pil_targets)
+        assert (images - pil_images).abs().mean() < 0.05
+    again = build_loaders(cfg, splits, mean, std, cpu, data_pipeline="cached")
+    assert again.train_size == cached.train_size
+    assert [f.stat().st_mtime_ns for f in files] == stamp  # reused, not rebuilt
