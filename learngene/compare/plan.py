@@ -31,7 +31,7 @@ VARIANT_KEYS = ("init", "eps", "min_heads") + SPEC_OPTION_FIELDS
 # Classes of the datasets whose size is fixed, so a descendant can be built with the right classifier before any
 # data is read (a folder dataset is counted from its class directories instead).
 KNOWN_CLASSES = {
-    "digits": 10, "lfw-faces": 2, "cifar10": 10, "cifar100": 100, "flowers102": 102, "food101": 101,
+    "digits": 10, "lfw-faces": 2, "cifar10": 10, "cifar100": 100, "flowers102": 102, "flowers102-trainval": 102, "food101": 101,
     "stanford-cars": 196, "cub200": 200, "inaturalist": 1010,
 }
 

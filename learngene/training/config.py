@@ -23,6 +23,9 @@ from learngene.errors import LearngeneError
 
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# pil: decode and augment in loader workers; cached: decode once into a memory-mapped cache and augment batched on
+# the device; auto: cached on a GPU when the decoded set fits in memory, else pil (learngene.training.data).
+DATA_PIPELINE_CHOICES = ("auto", "pil", "cached")
 # The descendant design options come from their one torch-free source.
 INIT_CHOICES = design_options.INIT_METHODS
 HEAD_ORDER_CHOICES = design_options.HEAD_ORDERS
@@ -34,7 +37,8 @@ PARITY_CHOICES = design_options.PARITY_MODES
 # Built-in datasets that need no network, and the torchvision / folder-layout datasets of the paper. Kept here (not in
 # data.py) so validation stays cheap: importing this module must not import torchvision.
 BUILTIN_DATASETS = ("digits", "lfw-faces")
-TORCHVISION_DATASETS = ("cifar10", "cifar100", "flowers102", "food101", "stanford-cars")
+# flowers102 trains on the `train` split alone (1,020 images), as the authors do; flowers102-trainval adds `val`.
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "flowers102", "flowers102-trainval", "food101", "stanford-cars")
 FOLDER_DATASETS = ("cub200", "inaturalist")
 KNOWN_DATASETS = BUILTIN_DATASETS + TORCHVISION_DATASETS + FOLDER_DATASETS
 
@@ -141,6 +145,9 @@ class TrainConfig:
     val_fraction: float = setting(0.2, group=DATA, help="validation share of a single folder")
     num_classes: int | None = setting(None, group=DATA, help="expected number of classes (none: from the data)")
     img_size: int = setting(224, group=DATA, help="input resolution", label="Resolution (px)")
+    data_pipeline: str = setting("auto", group=DATA, choices=DATA_PIPELINE_CHOICES,
+                                 help="pil (loader workers) | cached (decoded once, augmented on the device) | auto "
+                                 "(cached on a GPU when the set fits in memory)")
     # --- schedule -----------------------------------------------------------------------------------------------
     epochs: int = setting(100, group=SCHEDULE, help="passes over the training set", label="Epochs")
     max_steps: int | None = setting(None, group=SCHEDULE, help="stop after this many optimizer steps")

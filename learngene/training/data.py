@@ -20,7 +20,12 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from learngene.errors import LearngeneError
 from learngene.training.builtin_datasets import BUILTIN_LOADERS
-from learngene.training.config import FOLDER_DATASETS, TORCHVISION_DATASETS, TrainConfig
+from learngene.training.config import (
+    DATA_PIPELINE_CHOICES,
+    FOLDER_DATASETS,
+    TORCHVISION_DATASETS,
+    TrainConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +137,12 @@ def _torchvision_splits(name: str, root: Path, download: bool) -> DataSplits:
         factory = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
         train, val = make(factory, train=True), make(factory, train=False)
         classes = list(train.classes)
-    elif name == "flowers102":
-        # The paper's convention: train on train+val (2,040 images), report on the 6,149-image test split.
-        train = ConcatDataset([make(tvd.Flowers102, split="train"), make(tvd.Flowers102, split="val")])
+    elif name in ("flowers102", "flowers102-trainval"):
+        # The authors train on `train` alone (1,020 images) and test on `test` (6,149); the -trainval name adds the
+        # `val` split (2,040 training images), the common convention elsewhere.
+        train = make(tvd.Flowers102, split="train")
+        if name == "flowers102-trainval":
+            train = ConcatDataset([train, make(tvd.Flowers102, split="val")])
         val = make(tvd.Flowers102, split="test")
         classes = list(getattr(val, "classes", None) or [str(i) for i in range(102)])
     elif name == "food101":
@@ -379,7 +387,7 @@ def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, wo
 # ---------------------------------------------------------------------------------------------------------------------
 # Pipelines: PIL in loader workers, or the decoded-once cache with batched augmentation on the device
 # ---------------------------------------------------------------------------------------------------------------------
-DATA_PIPELINES = ("auto", "pil", "cached")
+DATA_PIPELINES = DATA_PIPELINE_CHOICES  # one source: the training config offers them
 CACHE_MEMORY_FRACTION = 0.5  # a cache "fits" when it takes at most this share of the machine's memory
 
 

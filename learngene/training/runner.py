@@ -174,7 +174,7 @@ class Runner:
         seed_everything(cfg.seed + dist.rank, cfg.deterministic)
         # PIL in loader workers, or the decoded-once cache with batched augmentation on the device (issue 13)
         loaders = build_loaders(cfg, splits, mean, std, device, dist.rank, dist.world_size,
-                                getattr(cfg, "data_pipeline", "auto"))
+                                cfg.data_pipeline)
         self.train_sampler, self.train_loader, self.val_loader = (loaders.train_sampler, loaders.train_loader,
                                                                   loaders.val_loader)
         self.steps_per_epoch = (self.train_sampler.shard_size() // cfg.batch_size) // cfg.accum_steps
