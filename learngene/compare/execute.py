@@ -30,6 +30,7 @@ import numpy as np
 
 from learngene.compare.plan import ComparisonPlan, Job, dataset_classes
 from learngene.errors import LearngeneError
+from learngene.output_dir import DESCENDANT_CONFIG, DESCENDANT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def build_job_descendant(plan: ComparisonPlan, job: Job, ancestor, distances, ou
     from learngene.descendant import build_descendant, save_descendant
 
     directory = descendant_dir(out, job)
-    if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
+    if all((directory / name).is_file() for name in (DESCENDANT_CONFIG, DESCENDANT_WEIGHTS)):
         return directory
     spec = plan.descendant_spec(job, dataset_classes(plan, job.dataset))
     descendant = build_descendant(
@@ -185,14 +186,19 @@ def run_figures(record: dict[str, Any], metrics: list[dict[str, Any]]) -> dict[s
 
 
 def _descendant_facts(directory: Path) -> dict[str, Any]:
-    config = read_json(directory / "config.json") or {}
-    provenance = config.get("provenance") or {}
+    from learngene.descendant.config import DescendantConfig
+
+    try:
+        config = DescendantConfig.load(directory)
+    except LearngeneError:
+        return {key: None for key in ("params", "inherited_params", "trainable_params", "heads_per_layer",
+                                      "ffn_groups")}
     return {
-        "params": config.get("params"),
-        "inherited_params": config.get("inherited_params"),
-        "trainable_params": config.get("trainable_params"),
-        "heads_per_layer": config.get("heads_per_layer"),
-        "ffn_groups": provenance.get("ffn_groups"),
+        "params": config.params,
+        "inherited_params": config.inherited_params,
+        "trainable_params": config.trainable_params,
+        "heads_per_layer": config.heads_per_layer,
+        "ffn_groups": config.provenance.get("ffn_groups"),
     }
 
 

@@ -81,15 +81,30 @@ def test_trained_transform_saves_plain_weights_and_keeps_t_for_training(tiny_anc
     assert sum(p.numel() for p in loaded.model.parameters()) == built.config["trainable_params"]
 
 
-def test_refuses_existing_directory_unless_forced(descendant, tmp_path):
+def test_force_replaces_only_a_descendant_we_wrote(descendant, tmp_path):
     out = tmp_path / "exists"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    save_descendant(descendant, out)
     with pytest.raises(LearngeneError, match="already exists"):
         save_descendant(descendant, out)
-    assert (out / "keep.txt").read_text() == "mine"
+    (out / "config.json").write_text("stale")
     save_descendant(descendant, out, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["heads_per_layer"] == [1, 4, 3, 6, 2]
+    assert sorted(p.name for p in out.iterdir()) == [".learngene-output.json", "config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["exists"]  # no staging or old copy left beside it
+
+
+def test_force_never_replaces_a_foreign_folder(descendant, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(LearngeneError, match="did not write it"):
+        save_descendant(descendant, out, force=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    save_descendant(descendant, tmp_path / "ours")
+    (tmp_path / "ours" / "notes.txt").write_text("added by hand")
+    with pytest.raises(LearngeneError, match=r"files learngene did not write \(notes.txt\)"):
+        save_descendant(descendant, tmp_path / "ours", force=True)
+    assert (tmp_path / "ours" / "notes.txt").read_text() == "added by hand"
 
 
 def test_failure_leaves_nothing_half_written(descendant, tmp_path, monkeypatch):
@@ -99,9 +114,27 @@ def test_failure_leaves_nothing_half_written(descendant, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(LearngeneError, match="could not write .*new: disk full"):
         save_descendant(descendant, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_replacement_leaves_the_old_descendant_intact(descendant, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    out = save_descendant(descendant, tmp_path / "d")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = safetensors.torch.save_file
+
+    def fails_midway(tensors, filename, metadata=None):
+        real(dict(list(tensors.items())[:2]), filename, metadata=metadata)  # part of the file is on disk
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fails_midway)
+    with pytest.raises(LearngeneError, match="disk full while writing"):
+        save_descendant(descendant, out, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
 
 
 def test_load_rejects_a_directory_without_a_descendant(tmp_path):
