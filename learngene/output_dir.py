@@ -54,12 +54,12 @@ def _protected_reason(path: Path) -> str | None:
     cwd = Path.cwd().resolve()
     if resolved == cwd:
         return "it is the current directory"
-    if cwd.is_relative_to(resolved):
-        return "it contains the current directory"
-    if resolved == Path.home().resolve():
-        return "it is your home directory"
     if resolved == Path(resolved.anchor):
         return "it is the file-system root"
+    if resolved == Path.home().resolve():
+        return "it is your home directory"
+    if cwd.is_relative_to(resolved):
+        return "it contains the current directory"
     return None
 
 

@@ -43,7 +43,7 @@ def test_force_never_touches_a_foreign_folder(tmp_path, table, capsys):
 
 @pytest.mark.parametrize("out, reason", [(".", "it is the current directory"),
                                          ("..", "it contains the current directory"),
-                                         ("~", "your home directory"), ("/", "contains the current directory")])
+                                         ("~", "your home directory"), ("/", "the file-system root")])
 def test_force_refuses_the_working_directory_its_parents_home_and_root(tmp_path, monkeypatch, capsys, out, reason):
     work = tmp_path / "work"
     work.mkdir()
