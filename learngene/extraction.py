@@ -21,7 +21,13 @@ from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers
 from learngene.errors import LearngeneError
 from learngene.ffn_groups import propose_groups, validate_groups
 from learngene.head_weights import average_heads, read_head
-from learngene.output_dir import LEARNGENE, LEARNGENE_CONFIG, LEARNGENE_WEIGHTS, write_output_dir
+from learngene.output_dir import (
+    LEARNGENE,
+    LEARNGENE_CONFIG,
+    LEARNGENE_WEIGHTS,
+    save_tensors,
+    write_output_dir,
+)
 
 FFN_KEYS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
 # Per-layer tensors inherited as they are (when the ancestor has them).
@@ -159,8 +165,6 @@ def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool =
     ``directory`` must be new or empty, or (with ``force``) a learngene directory we wrote before; the files go to
     a temporary sibling that is swapped in, so a failure leaves nothing half-written and the old one intact.
     """
-    from safetensors.torch import save_file
-
     from learngene.atomic import write_json_atomic
 
     tensors = {f"shared.{k}": v.contiguous() for k, v in learngene.shared.items()}
@@ -172,7 +176,7 @@ def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool =
     description = learngene.describe()
 
     def write(staging: Path) -> None:
-        save_file(tensors, str(staging / LEARNGENE_WEIGHTS))
+        save_tensors(tensors, staging / LEARNGENE_WEIGHTS)
         write_json_atomic(staging / LEARNGENE_CONFIG, description, indent=1)
 
     return write_output_dir(directory, LEARNGENE, write, force=force)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from learngene.atomic import disk_error, write_json_atomic
+from learngene.atomic import disk_error, write_bytes_atomic, write_json_atomic
 from learngene.errors import LearngeneError
 
 MARKER_FILE = ".learngene-output.json"
@@ -145,6 +145,19 @@ def check_writable(path: str | os.PathLike) -> None:
     os.rmdir(probe)
 
 
+def save_tensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file through :func:`write_bytes_atomic`, so a full disk is one line, not a Rust error."""
+    from safetensors.torch import save
+
+    write_bytes_atomic(path, save(tensors, metadata=metadata))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_marker(directory: Path, layout: OutputLayout) -> None:
     from learngene import __version__
 
@@ -169,6 +182,7 @@ def write_output_dir(directory: str | os.PathLike, layout: OutputLayout, write: 
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=parent))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should look like a mkdir
     except OSError as error:
         raise disk_error(directory, error) from None
     try:

@@ -173,7 +173,7 @@ def check_stats_ancestor(data: dict, summary, path: str | Path, *, allow_any: bo
     recorded = data.get("ancestor") if isinstance(data.get("ancestor"), dict) else {}
     if "weights_sha256" not in recorded:
         return (f"{path} does not say which ancestor it was computed on (written by an older learngene or by "
-                f"hand); make sure it is {summary.spec!r}'s, or run `learngene analyze` again")
+                f"hand); make sure it comes from {summary.spec!r}, or run `learngene analyze` again")
     theirs_spec, theirs_hash = str(recorded.get("spec", "?")), str(recorded.get("weights_sha256") or "")
     ours_hash = summary.weights_sha256
     same = theirs_hash == ours_hash if theirs_hash and ours_hash else theirs_spec == summary.spec

@@ -28,6 +28,7 @@ from learngene.output_dir import (
     DESCENDANT_CONFIG,
     DESCENDANT_TRANSFORMS,
     DESCENDANT_WEIGHTS,
+    save_tensors,
     write_output_dir,
 )
 
@@ -52,17 +53,15 @@ def save_descendant(descendant: Descendant, directory: str | Path, *, force: boo
     Raises:
         LearngeneError: when ``directory`` exists and may not be replaced, or the disk refuses the write.
     """
-    from safetensors.torch import save_file
-
     config = DescendantConfig.from_dict(descendant.config, source="the descendant's config")
     tensors = {k: v.contiguous() for k, v in plain_state_dict(descendant.model).items()}
     transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)
 
     def write(staging: Path) -> None:
-        save_file(tensors, str(staging / DESCENDANT_WEIGHTS), metadata={"format": CONFIG_FORMAT})
+        save_tensors(tensors, staging / DESCENDANT_WEIGHTS, metadata={"format": CONFIG_FORMAT})
         if transforms is not None:
-            save_file({k: v.detach().contiguous() for k, v in transforms.state_dict().items()},
-                      str(staging / DESCENDANT_TRANSFORMS))
+            save_tensors({k: v.detach().contiguous() for k, v in transforms.state_dict().items()},
+                         staging / DESCENDANT_TRANSFORMS)
         config.save(staging)
 
     return write_output_dir(directory, DESCENDANT, write, force=force)

@@ -107,34 +107,33 @@ def test_force_never_replaces_a_foreign_folder(descendant, tmp_path):
     assert (tmp_path / "ours" / "notes.txt").read_text() == "added by hand"
 
 
+def _config_write_fails(monkeypatch):
+    """The weights are on disk, then the config write hits a full disk: a failure midway through the directory."""
+    from learngene.descendant.config import DescendantConfig
+
+    def full(self, directory):
+        (directory / "config.json").write_text('{"half": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DescendantConfig, "save", full)
+
+
 def test_failure_leaves_nothing_half_written(descendant, tmp_path, monkeypatch):
-    import safetensors.torch
-
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(LearngeneError, match="could not write .*new: disk full"):
+    _config_write_fails(monkeypatch)
+    with pytest.raises(LearngeneError, match="disk full while writing .*new"):
         save_descendant(descendant, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_replacement_leaves_the_old_descendant_intact(descendant, tmp_path, monkeypatch):
-    import safetensors.torch
-
     out = save_descendant(descendant, tmp_path / "d")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real = safetensors.torch.save_file
-
-    def fails_midway(tensors, filename, metadata=None):
-        real(dict(list(tensors.items())[:2]), filename, metadata=metadata)  # part of the file is on disk
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", fails_midway)
+    _config_write_fails(monkeypatch)
     with pytest.raises(LearngeneError, match="disk full while writing"):
         save_descendant(descendant, out, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+    assert load_descendant(out).config["heads_per_layer"] == [1, 4, 3, 6, 2]
 
 
 def test_load_rejects_a_directory_without_a_descendant(tmp_path):
