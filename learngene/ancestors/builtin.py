@@ -177,7 +177,6 @@ def _cached_conversion() -> dict[str, torch.Tensor]:
         save_file(state, str(tmp))
         tmp.replace(path)  # atomic: a crash never leaves a half-written cache behind
     except Exception as error:  # OSError or safetensors' own I/O error: a missing cache costs a second per load
-
         _logger.warning("cannot cache the built-in weights in %s (%s)", path, error)
         tmp.unlink(missing_ok=True)
     return state
