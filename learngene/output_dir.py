@@ -186,8 +186,11 @@ def write_output_dir(directory: str | os.PathLike, layout: OutputLayout, write: 
     except OSError as error:
         raise disk_error(directory, error) from None
     try:
-        write(staging)
-        write_marker(staging, layout)
+        try:
+            write(staging)
+            write_marker(staging, layout)
+        except LearngeneError as error:  # name the user's folder, not the hidden temporary one
+            raise LearngeneError(str(error).replace(str(staging), str(directory))) from None
         check_replaceable(directory, layout, force=force)  # again: something may have appeared meanwhile
         _swap_in(staging, directory)
     except OSError as error:
