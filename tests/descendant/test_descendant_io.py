@@ -161,3 +161,34 @@ def test_timm_surface_optimizer_ema_and_classifier(descendant):
     assert model.forward_head(features).shape == (2, 7)
     model.reset_classifier(11)
     assert model(x).shape == (2, 11)
+
+
+def test_descendant_config_is_the_typed_reader_of_config_json(descendant, tmp_path):
+    from learngene.descendant.config import DescendantConfig
+
+    out = save_descendant(descendant, tmp_path / "d")
+    raw = json.loads((out / "config.json").read_text())
+    config = DescendantConfig.load(out)
+    assert (config.timm.arch, config.timm.depth, config.heads_per_layer) == (raw["timm"]["arch"], 5, [1, 4, 3, 6, 2])
+    assert config.init == "cluster-learngene" and config.params == raw["params"]
+    assert config.to_dict() == raw  # nothing lost or reordered in meaning
+    raw["added_later"] = {"by": "a newer version"}
+    (out / "config.json").write_text(json.dumps(raw))
+    DescendantConfig.load(out).save(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["added_later"] == {"by": "a newer version"}
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "not a saved descendant"),
+    ("{truncated", "is corrupt"),
+    ('{"format": "something-else/3"}', "has format 'something-else/3'"),
+    ('{"timm": {"arch": "vit_tiny_patch16_224"}}', "not a complete descendant config"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_descendant_config_errors_are_one_line(tmp_path, text, message):
+    from learngene.descendant.config import DescendantConfig
+
+    if text is not None:
+        (tmp_path / "config.json").write_text(text)
+    with pytest.raises(LearngeneError, match=message):
+        DescendantConfig.load(tmp_path)
