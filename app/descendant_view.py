@@ -193,12 +193,14 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
 
 def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
     """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer)."""
+    from learngene.descendant.config import DescendantConfig
+
     try:
-        config = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError) as error:
-        st.error(f"Cannot read {folder}/config.json ({error}); build the descendant again.")
+        config = DescendantConfig.load(folder)
+    except LearngeneError as error:
+        st.error(str(error))
         return
-    sources = config.get("head_sources") or []
+    sources = config.head_sources or []
     width = max((len(s) for s in sources), default=0)
     eps, min_heads = state.thresholds()
     layers = analysis.cluster(mad, eps, min_heads) if mad is not None else None
@@ -221,7 +223,7 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
                            height=max(240, 30 * len(sources) + 90),
                            xaxis=dict(title=dict(text="descendant head slot"), dtick=1),
                            yaxis=dict(title=dict(text="layer"), dtick=1, autorange="reversed")), key="inheritance_map")
-    ffn = config.get("ffn_sources") or []
+    ffn = config.ffn_sources or []
     st.caption("FFN sources per layer: " + ", ".join(
         f"{i}←{'rand' if f is None else str(f.get('layer')) + (' via T' if f.get('transform') else '')}"
         for i, f in enumerate(ffn)))
@@ -229,8 +231,9 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
 
 def variants(folder: str, inits: list[str], choice) -> list[str]:
     """Build the saved descendant's design once per initialisation (sibling folders); returns their paths."""
-    config = json.loads((Path(folder) / "config.json").read_text())
-    spec = DescendantSpec.from_dict(config["spec"])
+    from learngene.descendant.config import DescendantConfig
+
+    spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
     paths = []
     for init in inits:
         target = f"{folder}-{init}" if init != spec.init else folder

@@ -75,14 +75,14 @@ def dataset_fields() -> dict[str, Any]:
 
 def descendant_img_size(model: dict[str, Any] | None) -> int | None:
     """The resolution a saved descendant was built for (the recipe's default then), or None."""
-    import json
-    from pathlib import Path
+    from learngene.descendant.config import DescendantConfig
+    from learngene.errors import LearngeneError
 
     if not model or not model.get("descendant"):
         return None
     try:
-        return int(json.loads((Path(model["descendant"]) / "config.json").read_text())["timm"]["img_size"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return DescendantConfig.load(model["descendant"]).timm.img_size
+    except LearngeneError:
         return None
 
 

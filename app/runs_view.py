@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import PALETTE, figure
+from learngene.output_dir import DESCENDANT_WEIGHTS
 from learngene.paths import runs_dir
 
 ACTIVE = ("queued", "running")
@@ -94,7 +95,7 @@ def run_params(config_json: str) -> int | None:
         if config.get("descendant"):
             from safetensors import safe_open
 
-            path = Path(config["descendant"]) / "model.safetensors"
+            path = Path(config["descendant"]) / DESCENDANT_WEIGHTS
             with safe_open(str(path), "pt") as handle:
                 return int(sum(np.prod(handle.get_slice(k).get_shape()) for k in handle.keys()))
         if config.get("model"):
@@ -205,10 +206,12 @@ def comparison(records: list[dict[str, Any]], chosen: list[str]) -> None:
 
 def _init_of(config: dict[str, Any]) -> str:
     if config.get("descendant"):
+        from learngene.descendant.config import DescendantConfig
+        from learngene.errors import LearngeneError
+
         try:
-            data = json.loads((Path(config["descendant"]) / "config.json").read_text())
-            return data.get("spec", {}).get("init", "descendant")
-        except (OSError, ValueError):
+            return DescendantConfig.load(config["descendant"]).init
+        except LearngeneError:
             return "descendant"
     if config.get("model"):
         return "scratch (timm)"

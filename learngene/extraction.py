@@ -21,6 +21,13 @@ from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers
 from learngene.errors import LearngeneError
 from learngene.ffn_groups import propose_groups, validate_groups
 from learngene.head_weights import average_heads, read_head
+from learngene.output_dir import (
+    LEARNGENE,
+    LEARNGENE_CONFIG,
+    LEARNGENE_WEIGHTS,
+    save_tensors,
+    write_output_dir,
+)
 
 FFN_KEYS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
 # Per-layer tensors inherited as they are (when the ancestor has them).
@@ -31,8 +38,6 @@ _MODEL_SHARED = (
     "norm_pre.weight", "norm_pre.bias", "fc_norm.weight", "fc_norm.bias",
 )
 
-LEARNGENE_WEIGHTS = "learngene.safetensors"
-LEARNGENE_CONFIG = "learngene.json"
 
 
 @dataclass
@@ -155,26 +160,26 @@ def extract_learngene(
 
 
 def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool = False) -> Path:
-    """Write ``learngene.safetensors`` + ``learngene.json`` into ``directory``; refuse to overwrite unless forced."""
-    from safetensors.torch import save_file
+    """Write ``learngene.safetensors`` + ``learngene.json`` into ``directory``.
 
-    directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()) and not force:
-        raise LearngeneError(f"output directory {directory} exists and is not empty; choose another or pass --force")
-    directory.mkdir(parents=True, exist_ok=True)
+    ``directory`` must be new or empty, or (with ``force``) a learngene directory we wrote before; the files go to
+    a temporary sibling that is swapped in, so a failure leaves nothing half-written and the old one intact.
+    """
+    from learngene.atomic import write_json_atomic
+
     tensors = {f"shared.{k}": v.contiguous() for k, v in learngene.shared.items()}
     for layer_idx, layer in enumerate(learngene.heads):
         for k, head in enumerate(layer):
             tensors.update({f"heads.{layer_idx}.{k}.{name}": t.contiguous() for name, t in head.items()})
     for layer_idx, f in enumerate(learngene.ffn):
         tensors.update({f"ffn.{layer_idx}.{name}": t.contiguous() for name, t in f.items()})
-    # Write to temporary names first so a failure never leaves a half-written learngene.
-    tmp_weights, tmp_config = directory / (LEARNGENE_WEIGHTS + ".tmp"), directory / (LEARNGENE_CONFIG + ".tmp")
-    save_file(tensors, str(tmp_weights))
-    tmp_config.write_text(json.dumps(learngene.describe(), indent=1))
-    tmp_weights.replace(directory / LEARNGENE_WEIGHTS)
-    tmp_config.replace(directory / LEARNGENE_CONFIG)
-    return directory
+    description = learngene.describe()
+
+    def write(staging: Path) -> None:
+        save_tensors(tensors, staging / LEARNGENE_WEIGHTS)
+        write_json_atomic(staging / LEARNGENE_CONFIG, description, indent=1)
+
+    return write_output_dir(directory, LEARNGENE, write, force=force)
 
 
 def load_learngene(directory: str | Path) -> Learngene:

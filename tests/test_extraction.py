@@ -79,8 +79,25 @@ def test_save_and_load_round_trip(tiny, table, tmp_path):
     assert back.num_params == lg.num_params and back.ancestor == lg.ancestor
     assert [back.priority(layer_idx) for layer_idx in range(12)] == [lg.priority(layer_idx) for layer_idx in range(12)]
     assert torch.equal(back.heads[3][0]["v_bias"], lg.heads[3][0]["v_bias"])
-    with pytest.raises(LearngeneError, match="not empty"):
+    with pytest.raises(LearngeneError, match="already exists"):
         save_learngene(lg, tmp_path / "lg")
+
+
+def test_force_replaces_a_learngene_but_never_a_descendant_or_foreign_folder(tiny, table, tmp_path):
+    lg = extract_learngene(tiny, table, ffn_groups=[[4, 5]])
+    save_learngene(lg, tmp_path / "lg")
+    (tmp_path / "lg" / "learngene.json").write_text("stale")
+    save_learngene(lg, tmp_path / "lg", force=True)
+    assert load_learngene(tmp_path / "lg").ffn_groups == [[4, 5]]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.csv").write_text("1,2")
+    with pytest.raises(LearngeneError, match="did not write it"):
+        save_learngene(lg, tmp_path / "other", force=True)
+    assert (tmp_path / "other" / "data.csv").read_text() == "1,2"
+    (tmp_path / "lg" / ".learngene-output.json").write_text(
+        '{"format": "learngene-output/1", "kind": "descendant"}')
+    with pytest.raises(LearngeneError, match="holds a descendant, not a learngene"):
+        save_learngene(lg, tmp_path / "lg", force=True)
 
 
 def test_statistics_from_another_ancestor_are_rejected(tiny):

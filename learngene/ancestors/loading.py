@@ -20,6 +20,7 @@ from learngene.ancestors.checkpoint import (
     read_weights,
     unwrap_state_dict,
 )
+from learngene.ancestors.identity import weights_fingerprint
 from learngene.errors import LearngeneError
 
 _logger = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class AncestorSummary:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     pretrained: bool
+    # Hash of the weights (identity.weights_fingerprint); "" for random weights, which have no identity beyond
+    # their name, and for summaries read off an architecture alone.
+    weights_sha256: str = ""
 
     @property
     def heads_per_layer(self) -> list[int]:
@@ -116,7 +120,20 @@ def summarize(model: torch.nn.Module, spec: str, arch: str, pretrained: bool) ->
         mean=tuple(float(x) for x in cfg.get("mean", (0.485, 0.456, 0.406))),
         std=tuple(float(x) for x in cfg.get("std", (0.229, 0.224, 0.225))),
         pretrained=pretrained,
+        weights_sha256=weights_fingerprint(model) if pretrained else "",
     )
+
+
+def _check_grid(model: torch.nn.Module, arch: str, img_size: int | None) -> None:
+    """One line for a resolution that is not a whole number of patches (timm would silently drop the remainder)."""
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if img_size is None or not patch:
+        return
+    patch = int(patch[0])
+    if img_size < patch or img_size % patch:
+        suggestion = max(patch, round(img_size / patch) * patch)
+        raise LearngeneError(f"--img-size {img_size} is not a whole number of {arch}'s {patch}-pixel patches; use "
+                             f"a multiple of {patch} such as {suggestion}")
 
 
 def _check_arch(arch: str) -> None:
@@ -137,9 +154,11 @@ def _create(arch: str, img_size: int | None, **kwargs) -> torch.nn.Module:
     if img_size is not None:
         kwargs["img_size"] = img_size
     try:
-        return timm.create_model(arch, **kwargs)
+        model = timm.create_model(arch, **kwargs)
     except TypeError as error:  # a non-ViT model that rejects ViT keyword arguments
         raise LearngeneError(f"cannot build {arch} as a ViT ({error}); choose a VisionTransformer model") from error
+    _check_grid(model, arch, img_size)
+    return model
 
 
 def _local_hub_file(arch: str) -> str | None:
@@ -219,13 +238,11 @@ def load_ancestor(
     """
     kind, model_arch, path = parse_spec(spec, arch)
     report = None
+    if img_size is not None and img_size < 1:
+        raise LearngeneError(f"--img-size must be a positive number of pixels (got {img_size})")
     if kind == "builtin":
-        if img_size not in (None, builtin.IMG_SIZE):
-            model = builtin.create_model(img_size=img_size)
-            report = load_into(model, adapt_state_dict(builtin.builtin_state_dict(), model), "the built-in ancestor")
-        else:
-            model = builtin.create_model()
-            model.load_state_dict(builtin.builtin_state_dict())
+        model = builtin.create_model(img_size=img_size or builtin.IMG_SIZE)
+        model.load_state_dict(builtin.builtin_state_dict(img_size or builtin.IMG_SIZE))
     elif kind == "random":
         model = _create(model_arch, img_size, pretrained=False)
     elif kind == "hub":

@@ -88,12 +88,15 @@ class HeadStatistics:
         }
 
     def save_json(self, path: str | Path) -> Path:
+        """Write the statistics file atomically; a one-line LearngeneError when the path cannot be written."""
+        from learngene.atomic import disk_error, write_json_atomic
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json()))
-        tmp.replace(path)
-        return path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise disk_error(path, error) from None
+        return write_json_atomic(path, self.to_json(), indent=None)
 
     @classmethod
     def from_json(cls, data: dict) -> HeadStatistics:
@@ -155,6 +158,49 @@ def _resolve_statistics(statistics: str | Iterable[str]) -> tuple[str, ...]:
     if unknown:
         raise LearngeneError(f"unknown statistics {unknown}; choose from {list(STATISTICS)} or 'all'")
     return tuple(name for name in STATISTICS if name in names)
+
+
+STATS_ANY_FLAG = "--stats-any"
+
+
+def _describe_ancestor(spec: str, weights: str) -> str:
+    return f"{spec!r} (weights {weights})" if weights else repr(spec)
+
+
+def check_stats_ancestor(data: dict, summary, path: str | Path, *, allow_any: bool = False) -> str | None:
+    """Refuse statistics computed on another ancestor; a warning (returned) for files that cannot tell.
+
+    A file names the ancestor it was computed on and a hash of its weights (``ancestor.weights_sha256``). Equal
+    hashes accept (whatever the names); different hashes refuse. Random ancestors have no hash: their names must
+    match. Files written before the hash existed, and bare tables, are accepted with a warning.
+
+    Args:
+        data: the statistics file as :func:`read_stats_file` returns it.
+        summary: the :class:`~learngene.ancestors.AncestorSummary` of the ancestor about to use it.
+        path: the file, for the messages.
+        allow_any: accept a mismatch (``--stats-any``), returning a warning instead.
+
+    Returns:
+        A warning to show, or None when the file provably belongs to this ancestor.
+
+    Raises:
+        LearngeneError: the file belongs to another ancestor (one line naming both and the fix).
+    """
+    recorded = data.get("ancestor") if isinstance(data.get("ancestor"), dict) else {}
+    if "weights_sha256" not in recorded:
+        return (f"{path} does not say which ancestor it was computed on (written by an older learngene or by "
+                f"hand); make sure it comes from {summary.spec!r}, or run `learngene analyze` again")
+    theirs_spec, theirs_hash = str(recorded.get("spec", "?")), str(recorded.get("weights_sha256") or "")
+    ours_hash = summary.weights_sha256
+    same = theirs_hash == ours_hash if theirs_hash and ours_hash else theirs_spec == summary.spec
+    if same:
+        return None
+    message = (f"{path} was computed on ancestor {_describe_ancestor(theirs_spec, theirs_hash)}, not on "
+               f"{_describe_ancestor(summary.spec, ours_hash)}")
+    if allow_any:
+        return f"{message}; using it anyway ({STATS_ANY_FLAG})"
+    raise LearngeneError(f"{message}: run `learngene analyze --ancestor {summary.spec} --out STATS.json` and pass "
+                         f"that file, or add {STATS_ANY_FLAG} to use it anyway")
 
 
 class _Accumulator:

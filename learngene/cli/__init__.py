@@ -1,7 +1,7 @@
 """The ``learngene`` command line: one sub-command module per area, each exposing ``register(subparsers)``.
 
 Every command reports a :class:`~learngene.errors.LearngeneError` as one line on stderr and exits 2; ``--debug``
-shows the traceback instead.
+shows the traceback instead. Output cut short by a closed pipe (``learngene runs list | head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # Modules that contribute sub-commands, in the order --help lists them. Each one defines
@@ -30,13 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name != name:  # a real missing dependency inside the module
-                raise
-            continue  # that area is not built yet
-        module.register(subparsers)
+        # No fallback: a command module that cannot be imported is a broken install and must fail loudly.
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -50,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader (head, less) has gone: stop writing, and keep Python from complaining while it exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what coreutils report for the same case
     except LearngeneError as error:
         if args.debug:
             raise

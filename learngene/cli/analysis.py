@@ -40,13 +40,29 @@ def register(subparsers) -> None:
     extract = subparsers.add_parser("extract", help="extract the learngene (centroid heads, FFN centroids, ...)")
     _add_ancestor_arguments(extract)
     extract.add_argument("--stats", required=True, help="STATS.json computed on this ancestor")
+    extract.add_argument("--stats-any", action="store_true",
+                         help="use --stats even if it was computed on another ancestor (not recommended)")
     _add_threshold_arguments(extract)
     extract.add_argument("--centroid", default="nearest", choices=["nearest", "average"])
     extract.add_argument("--ffn-groups", default="auto",
                          help="'auto' (the documented rule), 'none', or groups like '6-7,9-11'")
     extract.add_argument("--out", required=True, help="directory to write the learngene into")
-    extract.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+    extract.add_argument("--force", action="store_true",
+                         help="replace an existing output directory that learngene wrote (never a foreign folder)")
     extract.set_defaults(func=run_extract)
+
+
+# The words --ffn-groups accepts besides explicit groups, and what each means to extract_learngene/DescendantSpec.
+FFN_GROUP_WORDS = {"auto": "auto", "none": None}
+
+
+def ffn_groups_from_arg(text: str):
+    """``--ffn-groups``: ``auto`` (the documented rule), ``none`` (no sharing), or groups like ``6-7,9-11``."""
+    from learngene.ffn_groups import parse_groups
+
+    if text in FFN_GROUP_WORDS:
+        return FFN_GROUP_WORDS[text]
+    return parse_groups(text)
 
 
 def _progress_bar(total_label: str):
@@ -65,11 +81,13 @@ def _progress_bar(total_label: str):
 def run_analyze(args) -> int:
     from learngene.ancestors import load_ancestor
     from learngene.attention.statistics import compute_head_statistics
+    from learngene.output_dir import check_writable
     from learngene.probes import load_probe_images
 
     out = Path(args.out)
     if out.is_dir():
         raise LearngeneError(f"--out {out} is a directory; give a file name such as stats.json")
+    check_writable(out)  # before the expensive part
     ancestor = load_ancestor(args.ancestor, arch=args.arch, img_size=args.img_size)
     probes = load_probe_images(args.images, ancestor.summary, args.num_images)
     if probes.skipped:
@@ -111,16 +129,19 @@ def run_cluster(args) -> int:
 
 def run_extract(args) -> int:
     from learngene.ancestors import load_ancestor
-    from learngene.attention.statistics import read_stats_file
+    from learngene.attention.statistics import check_stats_ancestor, read_stats_file
     from learngene.extraction import extract_learngene, save_learngene
-    from learngene.ffn_groups import parse_groups
+    from learngene.output_dir import LEARNGENE, check_replaceable, check_writable
 
     data = read_stats_file(args.stats)
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-        raise LearngeneError(f"output directory {out} exists and is not empty; choose another or pass --force")
+    check_replaceable(out, LEARNGENE, force=args.force)  # refuse before any expensive work
+    check_writable(out)
     ancestor = load_ancestor(args.ancestor, arch=args.arch, img_size=args.img_size)
-    groups = {"auto": "auto", "none": None}.get(args.ffn_groups) or parse_groups(args.ffn_groups)
+    warning = check_stats_ancestor(data, ancestor.summary, args.stats, allow_any=args.stats_any)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    groups = ffn_groups_from_arg(args.ffn_groups)
     learngene = extract_learngene(
         ancestor, data["mean_attention_distance"], eps=args.eps, min_heads=args.min_heads,
         centroid=args.centroid, ffn_groups=groups,

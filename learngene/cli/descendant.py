@@ -34,6 +34,8 @@ def register(subparsers) -> None:
                             "layers alone) | pretrained-prune | ancestor")
     build.add_argument("--stats", help="STATS.json from `learngene analyze` on this ancestor (default: computed "
                                        "now on the built-in probe images when the method needs it)")
+    build.add_argument("--stats-any", action="store_true",
+                       help="use --stats even if it was computed on another ancestor (not recommended)")
     build.add_argument("--eps", type=float, default=10.0, help="Eps: clustering radius in pixels (default 10)")
     build.add_argument("--min-heads", type=int, default=1, help="MinHds: heads for a core head (default 1)")
     build.add_argument("--ffn-groups", default="auto", help="'auto' (default), 'none', or groups like '6-7,9-11'")
@@ -44,7 +46,8 @@ def register(subparsers) -> None:
     build.add_argument("--transform-init", default="default", help="default (PyTorch init) | identity")
     build.add_argument("--seed", type=int, default=0, help="seed for the random parts (default 0)")
     build.add_argument("--out", required=True, help="new directory for model.safetensors and config.json")
-    build.add_argument("--force", action="store_true", help="replace an existing output directory")
+    build.add_argument("--force", action="store_true",
+                       help="replace an existing output directory that learngene wrote (never a foreign folder)")
     _add_parity_argument(build)
     build.set_defaults(func=run_build)
 
@@ -168,15 +171,14 @@ def format_table(rows: list[dict]) -> str:
 
 def run_build(args) -> int:
     from learngene.ancestors import load_ancestor
+    from learngene.cli.analysis import ffn_groups_from_arg
     from learngene.descendant import build_descendant, read_distances, save_descendant
-    from learngene.ffn_groups import parse_groups
+    from learngene.output_dir import DESCENDANT, check_replaceable, check_writable
 
     out = Path(args.out)
-    if out.exists() and not args.force:  # refuse before any expensive work
-        raise LearngeneError(f"output directory {out} already exists; choose another or pass --force")
-    groups = {"auto": "auto", "none": None}.get(args.ffn_groups, "explicit")
-    if groups == "explicit":
-        groups = parse_groups(args.ffn_groups)
+    check_replaceable(out, DESCENDANT, force=args.force)  # refuse before any expensive work
+    check_writable(out)
+    groups = ffn_groups_from_arg(args.ffn_groups)
     spec = spec_from_args(
         args, init=args.init, ffn_groups=groups, head_order=args.head_order, centroid=args.centroid,
         train_transform=args.train_transform, transform_init=args.transform_init, seed=args.seed, parity=args.parity,
@@ -186,7 +188,7 @@ def run_build(args) -> int:
     distances, provenance = None, {}
     needs_stats = spec.init == "cluster-learngene" and spec.parity != "authors"  # parity: the authors' fixed S_l
     if args.stats and needs_stats:
-        distances, provenance = read_distances(args.stats)
+        distances, provenance = read_distances(args.stats, ancestor.summary, allow_any=args.stats_any)
     elif needs_stats:
         print("computing head statistics on the built-in probe images (pass --stats to reuse a file)", file=sys.stderr)
     descendant = build_descendant(ancestor, spec, distances=distances, eps=args.eps, min_heads=args.min_heads,

@@ -32,6 +32,7 @@ import numpy as np
 from learngene.atomic import write_json_atomic
 from learngene.compare.plan import ComparisonPlan, Job, dataset_classes
 from learngene.errors import LearngeneError
+from learngene.output_dir import DESCENDANT_CONFIG, DESCENDANT_WEIGHTS
 from learngene.runs import rundir
 from learngene.runs.registry import ACTIVE_STATES, FINAL_STATES, QUEUED, SUCCEEDED
 
@@ -128,7 +129,7 @@ def load_or_compute_distances(plan: ComparisonPlan, ancestor, out: Path, progres
     summary = ancestor.summary
     shape = (summary.num_layers, summary.num_heads)
     if plan.stats:
-        table, _ = read_distances(plan.stats)
+        table, _ = read_distances(plan.stats, summary)  # refuses statistics of another ancestor
     elif (out / STATS_FILE).is_file():
         table = np.asarray(HeadStatistics.load_json(out / STATS_FILE).mean_attention_distance, dtype=np.float64)
     else:
@@ -160,7 +161,7 @@ def build_job_descendant(plan: ComparisonPlan, job: Job, ancestor, distances, ou
     from learngene.descendant import build_descendant, save_descendant
 
     directory = descendant_dir(out, job)
-    if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
+    if all((directory / name).is_file() for name in (DESCENDANT_CONFIG, DESCENDANT_WEIGHTS)):
         return directory
     spec = plan.descendant_spec(job, dataset_classes(plan, job.dataset))
     descendant = build_descendant(
@@ -199,14 +200,19 @@ def run_figures(record: dict[str, Any], metrics: list[dict[str, Any]]) -> dict[s
 
 
 def _descendant_facts(directory: Path) -> dict[str, Any]:
-    config = read_json(directory / "config.json") or {}
-    provenance = config.get("provenance") or {}
+    from learngene.descendant.config import DescendantConfig
+
+    try:
+        config = DescendantConfig.load(directory)
+    except LearngeneError:
+        return {key: None for key in ("params", "inherited_params", "trainable_params", "heads_per_layer",
+                                      "ffn_groups")}
     return {
-        "params": config.get("params"),
-        "inherited_params": config.get("inherited_params"),
-        "trainable_params": config.get("trainable_params"),
-        "heads_per_layer": config.get("heads_per_layer"),
-        "ffn_groups": provenance.get("ffn_groups"),
+        "params": config.params,
+        "inherited_params": config.inherited_params,
+        "trainable_params": config.trainable_params,
+        "heads_per_layer": config.heads_per_layer,
+        "ffn_groups": config.provenance.get("ffn_groups"),
     }
 
 

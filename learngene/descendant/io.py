@@ -7,14 +7,13 @@ create_descendant_model` needs; the ancestor is not read.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from learngene.descendant.build import CONFIG_FORMAT, Descendant
+from learngene.descendant.config import DescendantConfig
 from learngene.descendant.model import create_descendant_model
 from learngene.descendant.spec import DescendantSpec
 from learngene.descendant.transform import (
@@ -24,48 +23,48 @@ from learngene.descendant.transform import (
     plain_state_dict,
 )
 from learngene.errors import LearngeneError
+from learngene.output_dir import (
+    DESCENDANT,
+    DESCENDANT_CONFIG,
+    DESCENDANT_TRANSFORMS,
+    DESCENDANT_WEIGHTS,
+    save_tensors,
+    write_output_dir,
+)
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+_logger = logging.getLogger(__name__)
+
+# The names of a descendant directory's files live in learngene.output_dir; these aliases keep old imports working.
+WEIGHTS_FILE = DESCENDANT_WEIGHTS
+CONFIG_FILE = DESCENDANT_CONFIG
 # Trained transformations T and their fixed centroids (only for train_transform descendants). model.safetensors stays
 # plain timm weights (T folded in) so it loads anywhere; this file lets load_descendant keep training T.
-TRANSFORMS_FILE = "transforms.safetensors"
+TRANSFORMS_FILE = DESCENDANT_TRANSFORMS
 
 
 def save_descendant(descendant: Descendant, directory: str | Path, *, force: bool = False) -> Path:
-    """Write the descendant into a new directory ``directory``.
+    """Write the descendant into ``directory`` (new, empty, or - with ``force`` - a descendant we wrote before).
 
-    The files are written into a temporary sibling directory that is renamed into place at the end, so a failure
-    leaves nothing half-written. A trained transformation T is folded into the weights first (plain timm modules);
-    T itself and its centroids go to ``transforms.safetensors`` so that :func:`load_descendant` can keep training it.
+    The files are written into a temporary sibling directory that is swapped in at the end, so a failure leaves
+    nothing half-written and an old directory intact (see :func:`learngene.output_dir.write_output_dir`). A trained
+    transformation T is folded into the weights first (plain timm modules); T itself and its centroids go to
+    ``transforms.safetensors`` so that :func:`load_descendant` can keep training it.
 
     Raises:
-        LearngeneError: when ``directory`` exists and ``force`` is False.
+        LearngeneError: when ``directory`` exists and may not be replaced, or the disk refuses the write.
     """
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    if directory.exists() and not force:
-        raise LearngeneError(f"output directory {directory} already exists; choose another or pass --force")
-    if directory.exists() and not directory.is_dir():
-        raise LearngeneError(f"{directory} exists and is not a directory; choose another output path")
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    config = DescendantConfig.from_dict(descendant.config, source="the descendant's config")
     tensors = {k: v.contiguous() for k, v in plain_state_dict(descendant.model).items()}
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": CONFIG_FORMAT})
-        transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)
+    transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)
+
+    def write(staging: Path) -> None:
+        save_tensors(tensors, staging / DESCENDANT_WEIGHTS, metadata={"format": CONFIG_FORMAT})
         if transforms is not None:
-            save_file({k: v.detach().contiguous() for k, v in transforms.state_dict().items()},
-                      str(staging / TRANSFORMS_FILE))
-        (staging / CONFIG_FILE).write_text(json.dumps(descendant.config, indent=1))
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return directory
+            save_tensors({k: v.detach().contiguous() for k, v in transforms.state_dict().items()},
+                         staging / DESCENDANT_TRANSFORMS)
+        config.save(staging)
+
+    return write_output_dir(directory, DESCENDANT, write, force=force)
 
 
 def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant:
@@ -73,29 +72,32 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    if not config_path.is_file() or not weights_path.is_file():
-        raise LearngeneError(f"{directory} is not a saved descendant (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
+    weights_path = directory / DESCENDANT_WEIGHTS
+    if not directory.is_dir():
+        raise LearngeneError(f"descendant directory {directory} not found; build one with `learngene build`")
+    config = DescendantConfig.load(directory)
+    if not weights_path.is_file():
+        raise LearngeneError(f"{directory} is not a saved descendant (no {DESCENDANT_WEIGHTS}); build it again")
     try:
-        config = json.loads(config_path.read_text())
         state = load_file(str(weights_path), device=str(device))
-        recipe = config["timm"]
     except Exception as error:
         raise LearngeneError(f"the descendant in {directory} is corrupt ({error}); build it again") from error
+    recipe = config.timm
     # A skeleton without values, then the saved tensors put in place (no pointless random init).
     model = create_descendant_model(
-        recipe["arch"], config["heads_per_layer"], head_dim=config["head_dim"], img_size=recipe["img_size"],
-        num_classes=recipe["num_classes"], device="meta", qkv_bias=recipe.get("qkv_bias"),
+        recipe.arch, config.heads_per_layer, head_dim=config.head_dim, img_size=recipe.img_size,
+        num_classes=recipe.num_classes, device="meta", qkv_bias=recipe.qkv_bias,
     )
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
-        raise LearngeneError(f"the weights in {directory} do not match its config.json ({error})") from error
-    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config["mean"]), "std": tuple(config["std"])}
-    spec = DescendantSpec.from_dict(config["spec"])
-    if spec.train_transform and (directory / TRANSFORMS_FILE).is_file():
-        _reattach_transforms(model, config, load_file(str(directory / TRANSFORMS_FILE), device=str(device)))
-    return Descendant(model=model.eval(), spec=spec, config=config)
+        raise LearngeneError(f"the weights in {directory} do not match its {DESCENDANT_CONFIG} ({error})") from error
+    model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config.mean), "std": tuple(config.std)}
+    spec = DescendantSpec.from_dict(config.spec)
+    data = config.to_dict()
+    if spec.train_transform and (directory / DESCENDANT_TRANSFORMS).is_file():
+        _reattach_transforms(model, data, load_file(str(directory / DESCENDANT_TRANSFORMS), device=str(device)))
+    return Descendant(model=model.eval(), spec=spec, config=data)
 
 
 def _reattach_transforms(model, config: dict, state: dict) -> None:
@@ -115,10 +117,19 @@ def _reattach_transforms(model, config: dict, state: dict) -> None:
     attach_trained_transforms(model, groups, transforms, centroids)
 
 
-def read_distances(path: str | Path) -> tuple[np.ndarray, dict]:
-    """The (L, H) mean attention distances of a statistics file (``learngene analyze``), and its provenance."""
-    from learngene.attention.statistics import read_stats_file
+def read_distances(path: str | Path, ancestor=None, *, allow_any: bool = False) -> tuple[np.ndarray, dict]:
+    """The (L, H) mean attention distances of a statistics file (``learngene analyze``), and its provenance.
+
+    With ``ancestor`` (an :class:`~learngene.ancestors.AncestorSummary`) the file must have been computed on it
+    (see :func:`~learngene.attention.statistics.check_stats_ancestor`); a warning for a file that cannot tell is
+    logged.
+    """
+    from learngene.attention.statistics import check_stats_ancestor, read_stats_file
 
     data = read_stats_file(path)
+    if ancestor is not None:
+        warning = check_stats_ancestor(data, ancestor, path, allow_any=allow_any)
+        if warning:
+            _logger.warning("warning: %s", warning)
     table = np.asarray(data["mean_attention_distance"], dtype=np.float64)
     return table, {"statistics": str(Path(path).resolve()), "probe": data.get("probe", "")}

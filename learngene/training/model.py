@@ -97,7 +97,7 @@ def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
     spec = spec.resolve(ancestor.summary)
     distances, provenance = None, {}
     if config.stats and spec.init == "cluster-learngene":
-        distances, provenance = read_distances(config.stats)
+        distances, provenance = read_distances(config.stats, ancestor.summary)  # refuses another ancestor's file
     descendant = build_descendant(ancestor, spec, distances=distances,
                                   eps=10.0 if config.eps is None else config.eps,
                                   min_heads=1 if config.min_heads is None else config.min_heads,

@@ -133,3 +133,72 @@ def test_corrupt_and_mismatched_weights_are_clear_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(LearngeneError, match="no weights file"):
         load_ancestor(f"{empty}@vit_tiny_patch16_224")
+
+
+# ------------------------------------------------------------------------------------------- other resolutions
+@pytest.mark.parametrize("img_size", [112, 448])
+def test_builtin_at_other_resolutions_matches_the_onnx_graph(img_size):
+    """The graph resamples its own 37 x 37 position table to any input grid: the independent reference."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    ancestor = load_ancestor("builtin", img_size=img_size)
+    s = ancestor.summary
+    assert (s.img_size, s.grid_size) == (img_size, (img_size // 14, img_size // 14))
+    graph = onnx.load(str(builtin.onnx_path()))
+    for dim in graph.graph.input[0].type.tensor_type.shape.dim[2:]:  # the export fixed 224 x 224; free it
+        dim.ClearField("dim_value")
+        dim.dim_param = "side"
+    del graph.graph.value_info[:]  # shapes inferred for 224 px
+    graph.graph.output.append(onnx.helper.make_empty_tensor_value_info(builtin.ONNX_OUTPUT_FEATURES))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    expected = session.run([builtin.ONNX_OUTPUT_FEATURES], {"input_image": x.numpy()})[0]
+    with torch.no_grad():
+        got = ancestor.model.forward_features(x).numpy()
+    assert got.shape == expected.shape == (1, 1 + (img_size // 14) ** 2, 384)
+    assert np.abs(got - expected).max() < 1e-3
+
+
+@pytest.mark.parametrize("spec, img_size, message", [
+    ("builtin", 100, "multiple of 14 such as 98"),
+    ("builtin", 7, "multiple of 14 such as 14"),
+    ("random:vit_tiny_patch16_224", 100, "multiple of 16 such as 96"),
+    ("random:vit_tiny_patch16_224", 0, "positive number of pixels"),
+])
+def test_invalid_resolutions_are_one_line(spec, img_size, message):
+    with pytest.raises(LearngeneError, match=message):
+        load_ancestor(spec, img_size=img_size)
+
+
+@pytest.mark.parametrize("img_size", [112, 448])
+def test_builtin_analyze_at_other_resolutions_from_the_command_line(tmp_path, capsys, img_size):
+    import json
+
+    from learngene.cli import main
+
+    out = tmp_path / "stats.json"
+    argv = ["analyze", "--ancestor", "builtin", "--img-size", str(img_size), "--num-images", "1", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["ancestor"]["img_size"] == img_size and np.asarray(data["mean_attention_distance"]).shape == (12, 6)
+    grid = img_size // 14
+    assert np.asarray(data["cls_attention"]).shape == (12, 6, grid, grid)
+    assert main(["analyze", "--ancestor", "builtin", "--img-size", "113", "--out", str(tmp_path / "x.json")]) == 2
+    assert "multiple of 14" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------- identity
+def test_the_weights_hash_tells_ancestors_apart_but_not_resolutions(builtin_ancestor, tmp_path):
+    import timm
+
+    assert len(builtin_ancestor.summary.weights_sha256) == 16
+    assert load_ancestor("builtin", img_size=112).summary.weights_sha256 == builtin_ancestor.summary.weights_sha256
+    hashes = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        model = timm.create_model("vit_tiny_patch16_224", img_size=32)
+        save_file(model.state_dict(), str(tmp_path / f"w{seed}.safetensors"))
+        hashes.append(load_ancestor(f"{tmp_path}/w{seed}.safetensors@vit_tiny_patch16_224", img_size=32)
+                      .summary.weights_sha256)
+    assert hashes[0] == hashes[1] != hashes[2]
+    assert load_ancestor("random:vit_tiny_patch16_224", img_size=32).summary.weights_sha256 == ""

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -19,8 +20,17 @@ def test_help_lists_the_commands_from_python_m():
     result = subprocess.run([sys.executable, "-m", "learngene", "--help"], capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert result.returncode == 0
-    for command in ("analyze", "cluster", "extract"):
-        assert command in result.stdout
+    # Written out by hand (not read from the CLI) so that a command that vanishes fails this test.
+    listed = re.findall(r"^    ([a-z][\w-]*) ", result.stdout, flags=re.M)
+    assert listed == ["analyze", "cluster", "extract", "size", "build", "train", "runs", "compare"]
+
+
+def test_a_command_module_that_cannot_be_imported_fails_loudly(monkeypatch):
+    import learngene.cli
+
+    monkeypatch.setattr(learngene.cli, "_COMMAND_MODULES", (*learngene.cli._COMMAND_MODULES, "learngene.cli.gone"))
+    with pytest.raises(ModuleNotFoundError, match="learngene.cli.gone"):
+        learngene.cli.build_parser()
 
 
 def test_analyze_cluster_extract_round_trip(capsys, tmp_path):

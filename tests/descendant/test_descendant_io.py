@@ -81,27 +81,59 @@ def test_trained_transform_saves_plain_weights_and_keeps_t_for_training(tiny_anc
     assert sum(p.numel() for p in loaded.model.parameters()) == built.config["trainable_params"]
 
 
-def test_refuses_existing_directory_unless_forced(descendant, tmp_path):
+def test_force_replaces_only_a_descendant_we_wrote(descendant, tmp_path):
     out = tmp_path / "exists"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    save_descendant(descendant, out)
     with pytest.raises(LearngeneError, match="already exists"):
         save_descendant(descendant, out)
-    assert (out / "keep.txt").read_text() == "mine"
+    (out / "config.json").write_text("stale")
     save_descendant(descendant, out, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["heads_per_layer"] == [1, 4, 3, 6, 2]
+    assert sorted(p.name for p in out.iterdir()) == [".learngene-output.json", "config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["exists"]  # no staging or old copy left beside it
+
+
+def test_force_never_replaces_a_foreign_folder(descendant, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(LearngeneError, match="did not write it"):
+        save_descendant(descendant, out, force=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    save_descendant(descendant, tmp_path / "ours")
+    (tmp_path / "ours" / "notes.txt").write_text("added by hand")
+    with pytest.raises(LearngeneError, match=r"files learngene did not write \(notes.txt\)"):
+        save_descendant(descendant, tmp_path / "ours", force=True)
+    assert (tmp_path / "ours" / "notes.txt").read_text() == "added by hand"
+
+
+def _config_write_fails(monkeypatch):
+    """The weights are on disk, then the config write hits a full disk: a failure midway through the directory."""
+    from learngene.descendant.config import DescendantConfig
+
+    def full(self, directory):
+        (directory / "config.json").write_text('{"half": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(DescendantConfig, "save", full)
 
 
 def test_failure_leaves_nothing_half_written(descendant, tmp_path, monkeypatch):
-    import safetensors.torch
-
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError):
+    _config_write_fails(monkeypatch)
+    with pytest.raises(LearngeneError, match="disk full while writing .*new"):
         save_descendant(descendant, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_replacement_leaves_the_old_descendant_intact(descendant, tmp_path, monkeypatch):
+    out = save_descendant(descendant, tmp_path / "d")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _config_write_fails(monkeypatch)
+    with pytest.raises(LearngeneError, match="disk full while writing"):
+        save_descendant(descendant, out, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+    assert load_descendant(out).config["heads_per_layer"] == [1, 4, 3, 6, 2]
 
 
 def test_load_rejects_a_directory_without_a_descendant(tmp_path):
@@ -129,3 +161,34 @@ def test_timm_surface_optimizer_ema_and_classifier(descendant):
     assert model.forward_head(features).shape == (2, 7)
     model.reset_classifier(11)
     assert model(x).shape == (2, 11)
+
+
+def test_descendant_config_is_the_typed_reader_of_config_json(descendant, tmp_path):
+    from learngene.descendant.config import DescendantConfig
+
+    out = save_descendant(descendant, tmp_path / "d")
+    raw = json.loads((out / "config.json").read_text())
+    config = DescendantConfig.load(out)
+    assert (config.timm.arch, config.timm.depth, config.heads_per_layer) == (raw["timm"]["arch"], 5, [1, 4, 3, 6, 2])
+    assert config.init == "cluster-learngene" and config.params == raw["params"]
+    assert config.to_dict() == raw  # nothing lost or reordered in meaning
+    raw["added_later"] = {"by": "a newer version"}
+    (out / "config.json").write_text(json.dumps(raw))
+    DescendantConfig.load(out).save(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["added_later"] == {"by": "a newer version"}
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "not a saved descendant"),
+    ("{truncated", "is corrupt"),
+    ('{"format": "something-else/3"}', "has format 'something-else/3'"),
+    ('{"timm": {"arch": "vit_tiny_patch16_224"}}', "not a complete descendant config"),
+    ('[1, 2]', "not a JSON object"),
+])
+def test_descendant_config_errors_are_one_line(tmp_path, text, message):
+    from learngene.descendant.config import DescendantConfig
+
+    if text is not None:
+        (tmp_path / "config.json").write_text(text)
+    with pytest.raises(LearngeneError, match=message):
+        DescendantConfig.load(tmp_path)
