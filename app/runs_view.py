@@ -30,7 +30,7 @@ def manager():
 
 
 MISSING = "-"  # what every view shows for a value the run has not produced yet
-TICK_S = 1.5  # how often the Runs page re-reads the registry (a state change shows within ~2 ticks)
+TICK_S = 2.0  # how often the Runs page re-reads the registry (a state change shows within ~2 ticks)
 SELECTED = "selected_run"  # the run the Runs page shows; the Fine-tune page sets it after a launch
 PICKER = "run_picker"
 NOTICE = "runs_notice"  # (kind, text) left by a button callback for the next render
