@@ -21,9 +21,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
+# Every server flag lives in app/serve.py; HOST other than 127.0.0.1 needs LEARNGENE_APP_PASSWORD set.
 run: $(STAMP)
-	$(BIN)/python -m streamlit run app/main.py --server.headless true --server.address $(HOST) \
-		--server.port $(PORT) --browser.gatherUsageStats false
+	$(BIN)/python -m app.serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,7 +1,7 @@
 """Head analysis for the Heads page: clustering, sweeps, similarity, 2-D embeddings, attention maps.
 
 Plain functions over numpy arrays (memoised with ``functools.lru_cache`` where a slider makes them repeat), so they
-are unit-testable without Streamlit. UMAP runs in a background thread that never touches Streamlit; callers show a
+are unit-testable without Streamlit. UMAP runs in a worker process that never touches Streamlit; callers show a
 PCA projection until it is ready.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import io
 import multiprocessing
-import queue
 import tempfile
 import threading
 import zipfile
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -159,54 +159,32 @@ def pca_2d(features: np.ndarray) -> np.ndarray:
 class UmapWorker:
     """Computes UMAP embeddings in the background; :meth:`result` never blocks (None until ready).
 
-    The first fit pays for importing umap and numba's compilation (~25 s on a 2-core machine); later fits take a
-    fraction of a second. The fits run in one long-lived, low-priority worker *process* (:mod:`app.umap_job`), fed
-    by one daemon thread: numba's compiler holds the GIL, so in a thread of the app it would stall every page
-    render meanwhile. Both are daemons: quitting the app (or a test run) never waits for a fit.
+    The first fit pays for importing umap and numba's compilation (~10-25 s on a 2-core machine); later fits take a
+    fraction of a second. Fits run in a one-process :class:`~concurrent.futures.ProcessPoolExecutor` (spawned, low
+    priority, see :mod:`app.umap_job`): numba's compiler holds the GIL, so in a thread of the app it would stall
+    every page render meanwhile; the one process keeps the compiled code for every later fit. One future per key,
+    shared by every session; a dead worker process is replaced on the next submission.
     """
 
     def __init__(self) -> None:
         self._futures: dict[str, Future] = {}
-        self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def submit(self, key: str, features: np.ndarray) -> Future:
-        """Start the embedding of ``features`` under ``key`` unless it was started before."""
+        """Start the embedding of ``features`` under ``key`` unless it was started before (and did not fail
+        because the worker process died)."""
+        from app.umap_job import lower_priority, umap_2d
+
         with self._lock:
             future = self._futures.get(key)
-            if future is None:
-                future = self._futures[key] = Future()
-                self._jobs.put((np.array(features, dtype=np.float64, copy=True), future))
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._serve, name="umap-feeder", daemon=True)
-                    self._thread.start()
+            if future is not None and not (future.done() and isinstance(future.exception(), BrokenProcessPool)):
+                return future
+            if self._pool is None or getattr(self._pool, "_broken", False):
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=lower_priority)
+            future = self._futures[key] = self._pool.submit(umap_2d, np.array(features, dtype=np.float64))
             return future
-
-    def _serve(self) -> None:
-        """Feed jobs to the worker process one at a time (restarting it if it died); never touches Streamlit."""
-        from app.umap_job import serve
-
-        context = multiprocessing.get_context("spawn")
-        connection = process = None
-        while True:
-            features, future = self._jobs.get()
-            try:
-                if process is None or not process.is_alive():
-                    connection, child = context.Pipe()
-                    process = context.Process(target=serve, args=(child,), name="umap-worker", daemon=True)
-                    process.start()
-                    child.close()
-                connection.send(features)
-                coords, error = connection.recv()
-            except (EOFError, OSError) as failure:
-                process = None
-                future.set_exception(RuntimeError(f"the UMAP worker process stopped ({failure!r})"))
-                continue
-            if error is None:
-                future.set_result(coords)
-            else:
-                future.set_exception(RuntimeError(error))
 
     def result(self, key: str, features: np.ndarray) -> tuple[np.ndarray | None, str | None]:
         """(coordinates, None) when ready, (None, None) while running, (None, message) if it failed."""
@@ -215,8 +193,19 @@ class UmapWorker:
             return None, None
         error = future.exception()
         if error is not None:
-            return None, f"{error}; showing PCA"
+            return None, f"UMAP failed ({error}); showing PCA"
         return future.result(), None
+
+    def close(self) -> None:
+        """Stop the worker process now, without waiting for a fit in progress (tests; the app never needs to)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._futures.clear()
+        if pool is not None:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
 
 
 umap_worker = UmapWorker()

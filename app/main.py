@@ -1,12 +1,19 @@
-"""Streamlit entrypoint: ``streamlit run app/main.py``.
+"""Streamlit entrypoint: ``streamlit run app/main.py`` (or ``make run``, which passes every server flag).
 
 Streamlit puts only ``app/`` on ``sys.path``, so the repository root is added here to make ``learngene`` and the
 ``app`` helpers importable without installing the package. The pages live in the top-level ``pages/`` folder and are
 registered explicitly with ``st.navigation`` (automatic discovery only sees a ``pages/`` folder beside this file).
+
+Binding: ``app/.streamlit/config.toml`` (read from beside this script, whatever the working directory) binds
+127.0.0.1. If the server listens anywhere else anyway (``--server.address``, an environment variable, a user
+config), nothing is shown until the visitor enters the password the user set in ``LEARNGENE_APP_PASSWORD``; without
+one the app refuses to show anything and says how to fix it.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import sys
 from pathlib import Path
 
@@ -16,9 +23,53 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from app import serve  # noqa: E402
+
 PAGES = ROOT / "pages"
+GRANTED = "access_granted"
+# The run's own "Stop run" button is the only stop: Streamlit's running indicator offers a "Stop" (of the script
+# run) after half a second of every refresh, which users took for stopping the training run.
+HIDE_SCRIPT_STOP = "<style>[data-testid='stStatusWidget'] button {display: none;}</style>"
+
+
+def _served_address() -> str | None:
+    """The address the server listens on, or "127.0.0.1" when no server is involved (AppTest runs in-process)."""
+    address = st.get_option("server.address")
+    if not address and not st.context.headers:
+        return serve.LOOPBACK  # no HTTP request behind this run: an in-process test, nothing is exposed
+    return address
+
+
+def access_gate() -> None:
+    """Stop the script unless the app is loopback-only or the visitor has entered the user's password."""
+    address = _served_address()
+    if serve.is_loopback(address):
+        return
+    password = os.environ.get(serve.PASSWORD_ENV, "")
+    problem = serve.exposure_problem(address, password)
+    if problem:
+        print(f"learngene app: REFUSING TO SHOW ANYTHING: {problem}", file=sys.stderr, flush=True)
+        st.error(f"This app is not shown: {problem}.")
+        st.stop()
+    if st.session_state.get(GRANTED):
+        return
+    st.title("learngene")
+    st.caption(f"This app is shared beyond this machine ({address or 'all interfaces'}); enter the password its "
+               f"owner set in {serve.PASSWORD_ENV}.")
+    with st.form("access"):
+        typed = st.text_input("Password", type="password", key="access_password")
+        entered = st.form_submit_button("Enter")
+    if entered:
+        if hmac.compare_digest(typed.encode(), password.encode()):
+            st.session_state[GRANTED] = True
+            st.rerun()
+        st.error("Wrong password.")
+    st.stop()
+
 
 st.set_page_config(page_title="learngene", page_icon=":material/genetics:", layout="wide")
+access_gate()
+st.html(HIDE_SCRIPT_STOP)
 navigation = st.navigation(
     [
         st.Page(PAGES / "1_ancestor.py", title="Ancestor", icon=":material/account_tree:", default=True),

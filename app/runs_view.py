@@ -31,26 +31,95 @@ def manager():
     return _manager(str(runs_dir()))
 
 
+MISSING = "-"  # what every view shows for a value the run has not produced yet
+TICK_S = 2.0  # how often the Runs page re-reads the registry (a state change shows within ~2 ticks)
+SELECTED = "selected_run"  # the run the Runs page shows; the Fine-tune page sets it after a launch
+PICKER = "run_picker"
+NOTICE = "runs_notice"  # (kind, text) left by a button callback for the next render
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or not np.isfinite(seconds):
-        return "–"
+        return MISSING
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def fmt(value: Any, spec: str = "") -> str:
+    """``value`` formatted with ``spec``, or :data:`MISSING` when there is none (None or NaN)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return MISSING
+    return format(value, spec)
+
+
+def run_label(record: dict[str, Any]) -> str:
+    """The run's name in pickers: stable for the run's whole life (the state is shown beside it, never in it,
+    because a select widget keeps its value by label and a changing label would lose the selection)."""
+    name, run_id = record["name"], record["run_id"]
+    return run_id if name == run_id else f"{name} · {run_id}"
+
+
+def epochs_of(record: dict[str, Any]) -> int | None:
+    epochs = (record.get("config") or {}).get("epochs")
+    return int(epochs) if isinstance(epochs, int) and epochs > 0 else None
+
+
+def epoch_text(record: dict[str, Any]) -> str:
+    """1-based epoch out of the run's epochs ("3/4"); the metrics log counts epochs from 0."""
+    epoch, epochs = record.get("epoch"), epochs_of(record)
+    if epoch is None:
+        return MISSING
+    shown = int(epoch) + 1
+    return f"{min(shown, epochs)}/{epochs}" if epochs else str(shown)
+
+
+def step_text(record: dict[str, Any]) -> str:
+    step, total = record.get("step"), record.get("total_steps")
+    if step is None:
+        return MISSING
+    return f"{step}/{total}" if total else str(step)
+
+
+def state_text(record: dict[str, Any]) -> str:
+    """The run's state in full; a running run asked to stop says so until it has saved and exited."""
+    if record["state"] == "running" and record.get("stop_requested"):
+        return "running (stopping)"
+    return record["state"]
+
+
+def clone_name(parent: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """A readable name for a clone of ``parent``: "<name> (clone)", then "(clone 2)", ... if that is taken."""
+    taken = {r["name"] for r in records}
+    base = f"{parent['name']} (clone)"
+    if base not in taken:
+        return base
+    number = 2
+    while f"{parent['name']} (clone {number})" in taken:
+        number += 1
+    return f"{parent['name']} (clone {number})"
+
+
 def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run, newest first; text columns show :data:`MISSING` for what is not known yet."""
     rows = []
     for r in records:
         rows.append({
-            "name": r["name"], "state": r["state"],
-            "progress": r["progress"] if r["progress"] is not None else 0.0,
-            "epoch": r["epoch"], "step": r["step"], "best top-1": r["best_top1"], "loss": r["loss"],
-            "images/s": round(r["images_per_s"], 1) if r["images_per_s"] else None,
+            "name": r["name"], "state": state_text(r), "progress": r["progress"],
+            "epoch": epoch_text(r), "step": step_text(r), "best top-1": fmt(r["best_top1"], ".2f"),
+            "loss": fmt(r["loss"], ".4f"), "images/s": fmt(r["images_per_s"], ".1f") if r["images_per_s"] else MISSING,
             "launcher": r["launcher"], "created": time.strftime("%m-%d %H:%M:%S", time.localtime(r["created"])),
             "run id": r["run_id"],
         })
     return pd.DataFrame(rows)
+
+
+TABLE_COLUMNS = {
+    "name": st.column_config.TextColumn("name", width="medium"),
+    "state": st.column_config.TextColumn("state", width="medium"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+    "run id": st.column_config.TextColumn("run id", width="medium"),
+}
 
 
 def split_metrics(records: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,7 +146,7 @@ def curves_figure(series: list[tuple[str, pd.DataFrame, str]], title: str, y_tit
 
 def comparison_figure(table: pd.DataFrame, reference: dict[str, int] | None = None):
     """Parameters vs best top-1, one point per run."""
-    data = table.dropna(subset=["params", "best top-1"])
+    data = table.dropna(subset=["params", "best top-1"]) if len(table) else table
     traces = [dict(type="scatter", mode="markers+text", x=(data["params"] / 1e6).tolist(),
                    y=data["best top-1"].tolist(), text=data["name"].tolist(), textposition="top center",
                    marker=dict(size=11, color="#1f77b4"), name="runs",
@@ -121,66 +190,99 @@ def run_params(config_json: str) -> int | None:
     return None
 
 
-def live_panel(run_id: str) -> str | None:
-    """One run, live: progress with ETA, metrics, curves, log tail, error tail. Returns its state (None if it is
-    gone). Safe to call inside a fragment."""
-    from learngene.errors import LearngeneError
-
+def live_panel(record: dict[str, Any]) -> None:
+    """One run as just read from the registry: progress with ETA, metrics, curves, log tail, error tail."""
     mgr = manager()
-    try:
-        run = mgr.get(run_id)
-    except LearngeneError as error:
-        st.error(str(error))
-        return None
-    state = run["state"]
-    progress = run["progress"] or 0.0
-    eta = f", ETA {fmt_duration(run['eta_s'])}" if state == "running" and run["eta_s"] is not None else ""
-    st.progress(progress, text=f"**{run['name']}**: {state}, step {run['step'] or 0}/{run['total_steps'] or '?'}"
-                                f" ({progress:.0%}){eta}")
-    metrics = mgr.read_metrics(run_id)
-    train, evals = split_metrics(metrics)
+    run_id, state = record["run_id"], record["state"]
+    progress = record["progress"] or 0.0
+    eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
+    st.progress(progress, text=f"**{record['name']}**: {state_text(record)}, epoch {epoch_text(record)}, "
+                               f"step {step_text(record)} ({progress:.0%}){eta}")
+    train, evals = split_metrics(mgr.read_metrics(run_id))
     last_train = train.iloc[-1] if not train.empty else {}
     cols = st.columns(6)
-    cols[0].metric("State", state)
-    cols[1].metric("Train loss", f"{run['loss']:.4f}" if run["loss"] is not None else "–")
-    cols[2].metric("Eval top-1", f"{run['top1']:.2f}" if run["top1"] is not None else "–",
-                   help=f"best {run['best_top1']:.2f}" if run["best_top1"] is not None else None)
-    cols[3].metric("lr", f"{last_train['lr']:.2e}" if "lr" in last_train else "–")
-    cols[4].metric("Images/s", f"{run['images_per_s']:.1f}" if run["images_per_s"] else "–")
+    cols[0].metric("State", state_text(record))
+    cols[1].metric("Train loss", fmt(record["loss"], ".4f"))
+    cols[2].metric("Eval top-1", fmt(record["top1"], ".2f"),
+                   help=f"best {record['best_top1']:.2f}" if record["best_top1"] is not None else None)
+    cols[3].metric("lr", fmt(last_train["lr"], ".2e") if "lr" in last_train else MISSING)
+    cols[4].metric("Images/s", fmt(record["images_per_s"], ".1f") if record["images_per_s"] else MISSING)
     gpu = last_train.get("gpu_mem_mb") if hasattr(last_train, "get") else None
-    cols[5].metric("GPU memory", f"{gpu:.0f} MiB" if gpu is not None and gpu == gpu else "–")
-    if state == "failed" and run.get("error_tail"):
-        st.error(f"The run failed:\n\n```\n{run['error_tail']}\n```")
-    elif run.get("message"):
-        st.caption(run["message"])
+    cols[5].metric("GPU memory", fmt(gpu, ".0f") + " MiB" if fmt(gpu) != MISSING else MISSING)
+    if state == "failed" and record.get("error_tail"):
+        st.error(f"The run failed:\n\n```\n{record['error_tail']}\n```")
+    elif record.get("message"):
+        st.caption(record["message"])
     left, mid, right = st.columns(3)
-    left.plotly_chart(curves_figure([("train", train, "loss"), ("eval", evals, "loss")], "Loss", "loss"),
-                      key=f"loss_{run_id}")
-    mid.plotly_chart(curves_figure([("eval top-1", evals, "top1"), ("eval top-5", evals, "top5")], "Accuracy",
-                                   "%"), key=f"acc_{run_id}")
-    right.plotly_chart(curves_figure([("lr", train, "lr")], "Learning rate", "lr"), key=f"lr_{run_id}")
+    with left:
+        chart_or_note(curves_figure([("train", train, "loss"), ("eval", evals, "loss")], "Loss", "loss"),
+                      "no training step logged yet", f"loss_{run_id}")
+    with mid:
+        chart_or_note(curves_figure([("eval top-1", evals, "top1"), ("eval top-5", evals, "top5")], "Accuracy",
+                                    "%"), "no finished evaluation yet", f"acc_{run_id}")
+    with right:
+        chart_or_note(curves_figure([("lr", train, "lr")], "Learning rate", "lr"), "no training step logged yet",
+                      f"lr_{run_id}")
     with st.expander("Log tail", expanded=state == "failed"):
         st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
-    st.caption("Equivalent command: " + shlex.join(run.get("command") or []))
-    return state
+    st.caption("Equivalent command: " + shlex.join(record.get("command") or []))
+
+
+def chart_or_note(fig, note: str, key: str) -> None:
+    """The chart, or a one-line note instead of empty axes when it has nothing to draw."""
+    if any(len(trace.x or ()) for trace in fig.data):
+        st.plotly_chart(fig, key=key)
+    else:
+        st.info(f"{fig.layout.title.text}: {note}.")
+
+
+def notice() -> None:
+    """Show (once) what the last button did."""
+    kind, text = st.session_state.pop(NOTICE, (None, None))
+    if kind == "error":
+        st.error(text)
+    elif kind:
+        st.success(text)
 
 
 def act(action: str, run_id: str, epochs: int | None = None) -> None:
-    """Stop, resume or clone a run; errors are shown, never raised."""
+    """Button callback: stop, resume or clone a run. Runs before the page re-reads the registry, so the render
+    that follows the click already shows the new state; the outcome (or the error, never raised) is left in
+    :data:`NOTICE`."""
     from learngene.errors import LearngeneError
 
     mgr = manager()
     try:
         if action == "stop":
-            st.toast(f"{run_id}: {mgr.stop(run_id)}")
+            text = f"Stop requested: {mgr.stop(run_id)} (it saves a checkpoint and exits at the next step)"
         elif action == "resume":
-            st.toast(f"{run_id}: {mgr.resume(run_id)}")
+            text = f"Resumed: {mgr.resume(run_id)}"
         else:
-            new = mgr.clone(run_id, {"epochs": int(epochs)} if epochs else None)
-            st.session_state["selected_run"] = new
-            st.toast(f"cloned into {new}")
+            records = mgr.list()
+            parent = next(r for r in records if r["run_id"] == run_id)
+            name = clone_name(parent, records)
+            new = mgr.clone(run_id, {"epochs": int(epochs)} if epochs else None, name=name)
+            st.session_state[SELECTED] = st.session_state[PICKER] = new
+            text = f"Cloned into {name} ({new})"
+        st.session_state[NOTICE] = ("success", text)
     except LearngeneError as error:
-        st.error(str(error))
+        st.session_state[NOTICE] = ("error", str(error))
+
+
+def pick_run(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run picker over the runs just read; returns the selected run's record.
+
+    The selection lives under :data:`SELECTED` (which survives page switches, and which the Fine-tune page and
+    Clone set); the widget is seeded from it whenever its own value is missing or gone from the registry.
+    """
+    ids = [r["run_id"] for r in records]
+    labels = {r["run_id"]: run_label(r) for r in records}
+    if st.session_state.get(PICKER) not in ids:
+        wanted = st.session_state.get(SELECTED)
+        st.session_state[PICKER] = wanted if wanted in ids else ids[0]
+    selected = st.selectbox("Run", ids, format_func=lambda run_id: labels.get(run_id, run_id), key=PICKER)
+    st.session_state[SELECTED] = selected
+    return next(r for r in records if r["run_id"] == selected)
 
 
 def comparison(records: list[dict[str, Any]], chosen: list[str]) -> None:
@@ -197,11 +299,16 @@ def comparison(records: list[dict[str, Any]], chosen: list[str]) -> None:
                      "params": run_params(json.dumps(run["config"], sort_keys=True)),
                      "best top-1": run["best_top1"], "epochs": run["config"].get("epochs"), "run id": run_id})
     left, right = st.columns(2)
-    left.plotly_chart(curves_figure(losses, "Train loss", "loss"), key="cmp_loss")
-    right.plotly_chart(curves_figure(accs, "Eval top-1", "%"), key="cmp_acc")
+    with left:
+        chart_or_note(curves_figure(losses, "Train loss", "loss"), "no training step logged yet", "cmp_loss")
+    with right:
+        chart_or_note(curves_figure(accs, "Eval top-1", "%"), "no finished evaluation yet", "cmp_acc")
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True)
-    st.plotly_chart(comparison_figure(table), key="cmp_scatter")
+    shown = table.assign(**{"params": [fmt(p / 1e6, ".2f") + " M" if p else MISSING for p in table["params"]],
+                            "best top-1": [fmt(v, ".2f") for v in table["best top-1"]],
+                            "epochs": [fmt(v) for v in table["epochs"]]})
+    st.dataframe(shown, hide_index=True, column_config=TABLE_COLUMNS)
+    chart_or_note(comparison_figure(table), "no finished evaluation yet", "cmp_scatter")
 
 
 def _init_of(config: dict[str, Any]) -> str:

@@ -35,3 +35,23 @@ def wait_for_job(key: str, timeout_s: float = 120.0):
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {key} did not finish within {timeout_s} s")
+
+
+def race_to_submit(root: str, session: int, start, results) -> None:
+    """One app session in its own process: wait for the others at ``start`` (a Barrier), then double-click Launch
+    three times on the same form; put the run ids it got into ``results``. Its worker module does not exist, so
+    the run fails at once instead of training."""
+    from app import launch
+    from learngene.runs import RunManager
+    from learngene.training.config import TrainConfig
+
+    manager = RunManager(root, slots=1)
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    submitted: dict[str, str] = {}
+    token = launch.form_token("same form", session)
+    start.wait(timeout=120)
+    ids = [launch.submit(manager, config, f"s{session}", "local",
+                         {"worker_module": "learngene.runs.does_not_exist"}, submitted, token)[0]
+           for _ in range(3)]
+    manager.list()  # a reader in the same moment as the other sessions' launches
+    results.put((session, ids))

@@ -81,3 +81,13 @@ def app(saved_session):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_umap_worker():
+    """Stop the shared UMAP worker process at the end (the Heads page starts one): pytest would otherwise wait at
+    exit for a fit still compiling."""
+    yield
+    from app import analysis
+
+    analysis.umap_worker.close()

@@ -85,18 +85,27 @@ def test_figures_mark_noise_and_centroids(mad):
         go.Figure(fig.to_dict())
 
 
-def test_umap_worker_result_states():
-    """PCA is shown while the fit runs (None), UMAP once done, and a failure becomes a message, never a raise."""
-    from concurrent.futures import Future
-
+@pytest.mark.slow  # numba compiles UMAP on the first fit: ~15 s quiet, minutes on a loaded 2-core machine
+def test_umap_worker_embeds_in_its_process_and_reports_failures():
+    """The real worker: PCA is shown while the fit runs (None), UMAP once done (shared by every caller of the same
+    key), two far-apart blobs stay apart in 2-D, and bad features become a message, never a raise."""
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 0.1, size=(20, 6)), rng.normal(5, 0.1, size=(20, 6))])
     worker = analysis.UmapWorker()
-    running, done, failed = Future(), Future(), Future()
-    done.set_result(np.ones((3, 2)))
-    failed.set_exception(RuntimeError("UMAP failed: boom"))
-    worker._futures.update(running=running, done=done, failed=failed)
-    features = np.zeros((3, 4))
-    assert worker.result("running", features) == (None, None)
-    coords, problem = worker.result("done", features)
-    assert coords.shape == (3, 2) and problem is None
-    coords, problem = worker.result("failed", features)
-    assert coords is None and "boom" in problem
+    try:
+        future = worker.submit("blobs", features)
+        assert worker.result("blobs", features) == (None, None)  # the first fit compiles for seconds
+        assert worker.submit("blobs", features) is future  # one computation per key
+        bad = np.full((5, 3), np.nan)
+        worker.submit("bad", bad)
+        future.result(timeout=300)
+        coords, problem = worker.result("blobs", features)
+        assert problem is None and coords.shape == (40, 2)
+        a, b = coords[:20], coords[20:]
+        gap = np.linalg.norm(a.mean(0) - b.mean(0))
+        assert gap > 3 * max(np.linalg.norm(a - a.mean(0), axis=1).max(), np.linalg.norm(b - b.mean(0), axis=1).max())
+        worker._futures["bad"].exception(timeout=120)
+        coords, problem = worker.result("bad", bad)
+        assert coords is None and problem.startswith("UMAP failed") and "showing PCA" in problem
+    finally:
+        worker.close()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import shlex
-import threading
 import time
 
 import pytest
-from apptest_support import MAIN, TIMEOUT, assert_clean, page
+from apptest_support import MAIN, TIMEOUT, assert_clean, page, race_to_submit
 from streamlit.testing.v1 import AppTest
+
+from learngene.runs import RunManager
 
 
 def _fill_tiny(at):
@@ -92,29 +94,32 @@ def test_equivalent_command_parses_back_to_the_same_config():
     assert args.launcher == "torchrun" and args.nproc_per_node == 2 and args.detach
 
 
-def test_two_sessions_submitting_at_once_launch_each_run_once(app_dirs, tmp_path):
-    """Concurrent submissions through the app helper: each form queues one run; no run is launched twice."""
-    from app import launch
-    from learngene.runs import RunManager
+def test_sessions_in_separate_processes_racing_to_launch_get_one_run_each(tmp_path):
+    """Three sessions, each its own process (so no in-process lock serialises them), released together onto one
+    registry with one slot: each triple click queues exactly one run, and no run is launched twice.
+
+    Forked after this process has imported what validating a config needs, so the sessions start in a second
+    instead of each importing torch."""
     from learngene.training.config import TrainConfig
 
-    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
-    managers = [RunManager(tmp_path, slots=1), RunManager(tmp_path, slots=1)]
-    sessions = [{}, {}]
-    ids: list[str] = []
-
-    def click(i: int) -> None:
-        for _ in range(3):  # a double (triple) click in each session
-            run_id, _ = launch.submit(managers[i], config, f"s{i}", "local",
-                                      {"worker_module": "learngene.runs.does_not_exist"}, sessions[i],
-                                      launch.form_token("same form", i))
-            ids.append(run_id)
-
-    threads = [threading.Thread(target=click, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    records = managers[0].list(schedule=False)
-    assert len(records) == 2 and set(ids) == {r["run_id"] for r in records}
-    assert all((r["attempts"] or 0) <= 1 for r in records)
+    TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    sessions = 3
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(sessions), context.Queue()
+    processes = [context.Process(target=race_to_submit, args=(str(tmp_path), i, start, results))
+                 for i in range(sessions)]
+    for process in processes:
+        process.start()
+    got = dict(results.get(timeout=180) for _ in range(sessions))
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    for ids in got.values():
+        assert len(set(ids)) == 1  # the double clicks returned the session's first run
+    manager = RunManager(tmp_path)
+    records = manager.list()
+    assert sorted(r["run_id"] for r in records) == sorted(ids[0] for ids in got.values())
+    assert sorted(r["name"] for r in records) == [f"s{i}" for i in range(sessions)]
+    for record in records:  # every run reaches its end (the missing worker module fails it) after one launch
+        record = manager.wait(record["run_id"], timeout_s=120)
+        assert record["state"] == "failed" and record["attempts"] == 1, record
