@@ -17,6 +17,10 @@ from learngene.errors import LearngeneError
 from learngene.paths import runs_dir
 
 LAST_DESCENDANT = "last_descendant"
+# The design form's widgets, remembered across page switches and restarts (app/state.py restore_form).
+FORM_KEYS = ("d_depth", "d_mode", "d_ratio", "d_schedule", "d_heads", "d_init", "d_img", "d_classes", "d_batch",
+             "d_seed", "d_order", "d_centroid", "d_groups", "d_tinit", "d_ttrain", "d_parity", "d_folder",
+             "d_folder_proposed")
 KIND_COLOURS = {"descendant": "#9ecae1", "ancestor": "#d62728", "reference": "#2ca02c", "this design": "#ff7f0e"}
 
 
@@ -55,6 +59,9 @@ def spec_form(summary) -> DescendantSpec | None:
         groups = c[2].text_input("FFN groups ('auto', 'none' or e.g. 6-7,9-11)", "auto", key="d_groups")
         transform_init = c[3].selectbox("T init", ("default", "identity"), key="d_tinit")
         train_transform = st.checkbox("Train the FFN transformation T with the descendant", key="d_ttrain")
+        parity = st.checkbox("Reproduce the authors' code (DeiT-Ti/S/B ancestors only)", key="d_parity",
+                             help="Their priority lists and FFN groups, their qkv chunks without bias, their W_O "
+                             "columns: `--parity authors`, see docs/fidelity.md")
     try:
         ffn_groups = _groups(groups)
     except LearngeneError as error:
@@ -64,7 +71,7 @@ def spec_form(summary) -> DescendantSpec | None:
     return DescendantSpec(depth=int(depth), width_ratio=ratio, heads=heads, schedule=schedule, img_size=int(img_size),
                           num_classes=int(classes), init=init, ffn_groups=ffn_groups, head_order=head_order,
                           centroid=centroid, train_transform=train_transform, transform_init=transform_init,
-                          seed=int(seed))
+                          seed=int(seed), parity="authors" if parity else "none")
 
 
 def _groups(text: str):
@@ -91,7 +98,10 @@ def size_preview(summary, spec: DescendantSpec):
     # The class count changes the head's size: say it, so the figure matches `learngene size --num-classes N`.
     c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
                 delta_color="off")
-    c[1].metric("Inherited", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}", delta_color="off")
+    c[1].metric("Inherited (every slot)", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}",
+                delta_color="off", help="every value written from the ancestor, each head slot counted; distinct "
+                "ancestor values behind them: " + ("unknown before clustering" if size.inherited_distinct_params is None
+                                                   else f"{size.inherited_distinct_params / 1e6:.2f} M"))
     c[2].metric("MACs", f"{size.macs / 1e9:.2f} G")
     c[3].metric("FLOPs", f"{size.flops / 1e9:.2f} G")
     c[4].metric("Train memory (fp32)", f"{size.train_memory_fp32_estimate_bytes / 2**30:.2f} GiB",

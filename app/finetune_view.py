@@ -95,6 +95,72 @@ def _help(name: str) -> str:
     return setting_of(name).help
 
 
+# Recipe presets. "Quick look (CPU)" is the recipe of docs/results.md's CPU table run shorter: 28 px (2 x 2
+# patches), batch 32, 150 steps at peak lr 1e-4 (base lr 1.6e-3 x 32 / 512), no heavy augmentation. Measured here:
+# a 6-layer cluster-learngene descendant of the built-in ancestor reached 81.9 % top-1 on digits in 5.7 minutes of
+# a 2-core machine that was running the test suite at the same time (docs/benchmarks.md). The paper's recipe (224 px,
+# RandAugment, mixup, 100 epochs) needs a GPU: on CPU a short run of it stays near chance.
+PAPER, QUICK = "Paper (GPU)", "Quick look (CPU)"
+PRESETS: dict[str, dict[str, Any]] = {
+    PAPER: {},  # TrainConfig's defaults
+    QUICK: {"epochs": 100, "max_steps": 150, "batch_size": 32, "img_size": 28, "base_lr": 1.6e-3,
+            "warmup_epochs": 0.5, "mixup": 0.0, "cutmix": 0.0, "reprob": 0.0, "randaugment": "none",
+            "device": "cpu", "workers": 0},
+}
+# Widget key of each recipe field drawn in the main grid.
+RECIPE_KEYS = {"epochs": "ft_epochs", "max_steps": "ft_max_steps", "batch_size": "ft_batch", "img_size": "ft_img",
+               "base_lr": "ft_lr", "warmup_epochs": "ft_warmup", "weight_decay": "ft_wd", "label_smoothing": "ft_ls",
+               "mixup": "ft_mixup", "cutmix": "ft_cutmix", "reprob": "ft_reprob", "randaugment": "ft_ra",
+               "amp": "ft_amp", "device": "ft_device", "workers": "ft_workers", "seed": "ft_seed"}
+# Every widget of the page that is remembered across page switches and restarts (not the descendant folder, which
+# follows the last build).
+FORM_KEYS = ("ft_preset", "ft_model_kind", "ft_model", "ft_model_args", "ft_dataset", "ft_folder", "ft_data_root",
+             "ft_launcher", "ft_nproc", "ft_partition", "ft_nodes", "ft_gpn", "ft_time", "ft_cluster", "ft_name",
+             *RECIPE_KEYS.values(), *(f"ft_more_{f.name}" for f in dataclasses.fields(TrainConfig)))
+
+
+def _widget_value(field: str, value: Any) -> Any:
+    """A recipe value as its widget holds it (0 = all steps, -1 = automatic workers, floats for float inputs)."""
+    if field == "max_steps":
+        return int(value or 0)
+    if field == "workers":
+        return -1 if value is None else int(value)
+    if field == "randaugment":
+        return "none" if value is None else str(value)
+    default = getattr(TrainConfig(), field)
+    return float(value) if isinstance(default, float) else value
+
+
+def apply_preset() -> None:
+    """on_change of the preset: put its values (or the paper's defaults) into the recipe's widgets."""
+    preset = PRESETS[st.session_state["ft_preset"]]
+    defaults = TrainConfig()
+    for field, key in RECIPE_KEYS.items():
+        if field == "img_size" and field not in preset:
+            st.session_state.pop(key, None)  # back to the descendant's own resolution
+            continue
+        st.session_state[key] = _widget_value(field, preset.get(field, getattr(defaults, field)))
+
+
+def preset_picker() -> str:
+    """The recipe preset; choosing one fills the recipe below (every value stays editable)."""
+    return st.segmented_control("Preset", list(PRESETS), key="ft_preset", on_change=apply_preset,
+                                default=PAPER, help="Quick look (CPU) learns within minutes on a CPU; Paper (GPU) is "
+                                "the paper's downstream recipe") or PAPER
+
+
+def recipe_warnings(config: TrainConfig, preset: str) -> None:
+    """Say before Launch what would make the run disappoint."""
+    if config.warmup_epochs >= config.epochs:
+        st.warning(f"Warm-up ({config.warmup_epochs:g} epochs) is as long as the run ({config.epochs} epochs): the "
+                   "learning rate never reaches its peak. Shorten the warm-up or train longer.")
+    on_cpu = config.device == "cpu" or (config.device == "auto" and not runs_view.manager().gpus)
+    if on_cpu and preset == PAPER and config.img_size >= 112:
+        st.warning(f"The paper's recipe at {config.img_size} px on a CPU trains a few images a second and a short "
+                   "run of it stays near chance (14 % top-1 on digits after 4 epochs at 112 px, 11.5 minutes). "
+                   f"Choose the {QUICK} preset to see learning within minutes.")
+
+
 # The main grid of the recipe: (field, widget key) in rows of four; the widgets are tuned by hand (ranges, the
 # "0 = all" and "-1 = auto" conventions), their labels and help come from the fields' settings.
 MAIN_RECIPE = ("epochs", "max_steps", "batch_size", "img_size", "base_lr", "warmup_epochs", "weight_decay",

@@ -129,3 +129,34 @@ def remember(key: str, value) -> None:
     saved = _read_saved()
     saved.setdefault("remembered", {})[key] = value
     _write_saved(saved)
+
+
+# -- forms remembered across page switches and restarts ------------------------------------------------------------
+FORMS = "forms"
+
+
+def restore_form(name: str, keys) -> None:
+    """Seed the widget ``keys`` of form ``name`` from disk where the session lacks them.
+
+    Streamlit forgets a widget's value when its page is not drawn, and a restart forgets everything; the design form
+    and the fine-tune recipe are therefore mirrored to disk (:func:`save_form`) and put back before their widgets
+    are drawn, like the thresholds.
+    """
+    saved = _read_saved().get(FORMS, {}).get(name, {})
+    for key in keys:
+        if key not in st.session_state and key in saved:
+            st.session_state[key] = saved[key]
+
+
+def save_form(name: str, keys) -> None:
+    """Mirror the current values of the widget ``keys`` of form ``name`` to disk (only when they changed)."""
+    values = {}
+    for key in keys:
+        value = st.session_state.get(key)
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            if key in st.session_state:
+                values[key] = value
+    saved = _read_saved()
+    if saved.get(FORMS, {}).get(name) != values:
+        saved.setdefault(FORMS, {})[name] = values
+        _write_saved(saved)

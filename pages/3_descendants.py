@@ -17,6 +17,7 @@ st.caption(f"Ancestor: {summary.arch}, {summary.num_layers} layers x {summary.nu
            f"MinHds {state.thresholds()[1]} (set on the Heads page).")
 
 uploaded_stats.upload_panel(summary)
+state.restore_form("design", view.FORM_KEYS)
 spec = view.spec_form(summary)
 size = view.size_preview(summary, spec) if spec is not None else None
 if spec is not None:
@@ -35,6 +36,8 @@ if spec is not None and size is not None:
         with st.spinner("Building the descendant…"):
             if view.build_and_save(choice, spec, folder, overwrite):
                 st.success(f"Saved to {state.remembered(view.LAST_DESCENDANT)}")
+
+state.save_form("design", view.FORM_KEYS)
 
 last = state.remembered(view.LAST_DESCENDANT)
 if last:
