@@ -1,0 +1,162 @@
+"""``learngene probe``: score descendant designs by their frozen features, before any training.
+
+For every width x dataset, every registered row (see :mod:`learngene.evaluation.designs`) is built at the
+ancestor's native resolution, its pooled features are extracted on a fixed stratified subset (cached per design),
+and scored with a linear probe and leave-one-out k-NN. The Cluster-Learngene score is placed within the random
+null of same-shape head choices as a percentile. The result is one JSON document (:data:`PROBE_FORMAT`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+
+from learngene.errors import LearngeneError
+from learngene.evaluation.designs import CLUSTER_ROW, NULL_ROW, ROWS, ProbeContext, TableRequest
+from learngene.evaluation.features import cached_features
+from learngene.evaluation.probe_data import ProbeData, load_probe_data
+from learngene.evaluation.scoring import LINEAR_C, knn_accuracy, linear_probe_accuracy, percentile_within
+from learngene.evaluation.settings import SCORES, ProbeSettings
+
+PROBE_FORMAT = "learngene-probe/1"
+
+
+def run_probe(settings: ProbeSettings, *, ancestor=None, progress: bool = True,
+              on_table: Callable[[dict], None] | None = None) -> dict:
+    """Fill every width x dataset table; ``on_table(result_so_far)`` is called after each one (to save it).
+
+    Raises:
+        LearngeneError: for a bad setting (unknown dataset or row, a width that leaves no head, ...), before any
+            expensive work.
+    """
+    from learngene.ancestors import load_ancestor
+
+    widths = settings.check()
+    if ancestor is None:
+        ancestor = load_ancestor(settings.ancestor)
+    context = ProbeContext(ancestor=ancestor, depth=settings.depth, seed=settings.seed, device=settings.device,
+                           progress=_say if progress else None)
+    specs = [context.spec(width) for width in widths]  # impossible widths / depths fail here, in one line
+    summary = ancestor.summary
+    result = {
+        "format": PROBE_FORMAT,
+        "settings": {**asdict(settings), "datasets": list(settings.datasets), "widths": list(settings.widths)},
+        "ancestor": {"spec": summary.spec, "arch": summary.arch, "layers": summary.num_layers,
+                     "heads": summary.num_heads, "img_size": summary.img_size, "params": summary.num_params},
+        "scoring": {"linear": f"logistic regression, C = {LINEAR_C:g}, standardised features, stratified "
+                              f"{settings.folds}-fold, pooled accuracy",
+                    "knn": f"leave-one-out {settings.k}-NN, cosine similarity, majority vote",
+                    "features": "forward_head(forward_features(x), pre_logits=True): CLS after the final norm",
+                    "percentile": "share of null draws below Cluster-Learngene, ties counted half (0-100)"},
+        "tables": [],
+        "complete": False,
+    }
+    datasets: dict[str, ProbeData] = {}
+    started = time.perf_counter()
+    for index, (width, spec) in enumerate(zip(widths, specs, strict=True)):
+        for name in settings.datasets:
+            if name not in datasets:
+                datasets[name] = load_probe_data(name, summary.img_size, settings.subset)
+            request = TableRequest(width=width, null_draws=settings.draws_for(index))
+            table = probe_table(context, datasets[name], request, settings, progress=progress)
+            table["heads"] = list(spec.heads)
+            result["tables"].append(table)
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            if on_table is not None:
+                on_table(result)
+    result["complete"] = True
+    return result
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def probe_table(context: ProbeContext, data: ProbeData, request: TableRequest, settings: ProbeSettings, *,
+                progress: bool = True) -> dict:
+    """Score every row of one width on one dataset."""
+    from tqdm import tqdm
+
+    summary = context.ancestor.summary
+    designs = [d for name in settings.rows for d in ROWS[name].designs(context, request)]
+    rows = []
+    bar = tqdm(total=len(designs), desc=f"{data.dataset} w={request.width.name}", unit="design", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    with bar:
+        for design in designs:
+            bar.set_postfix_str(design.label)
+            rows.append(_score_design(design, context, data, settings, summary))
+            bar.update(1)
+    return {"dataset": data.dataset, "images": data.num_images, "classes": len(data.classes),
+            "data_key": data.key, "width": request.width.name, "depth": context.depth,
+            "null_draws": request.null_draws, "rows": rows, **summarise(rows)}
+
+
+def _score_design(design, context: ProbeContext, data: ProbeData, settings: ProbeSettings, summary) -> dict:
+    row = {"row": design.row, "label": design.label}
+    if design.draw is not None:
+        row["draw"] = design.draw
+    started = time.perf_counter()
+    try:
+        model, facts = design.make()
+    except LearngeneError as error:  # a row this width cannot have (e.g. prune with more heads than the ancestor)
+        return {**row, "skipped": str(error)}
+    features, key, hit = cached_features(model, data, summary.mean, summary.std, device=context.device,
+                                         batch_size=settings.batch_size, bf16=settings.bf16)
+    row.update(facts)
+    row["linear"] = linear_probe_accuracy(features, data.labels, folds=settings.folds, seed=settings.seed)
+    row["knn"] = knn_accuracy(features, data.labels, k=settings.k)
+    row.update({"feature_key": key, "cached": hit, "seconds": round(time.perf_counter() - started, 2)})
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """The null's distribution and the Cluster-Learngene percentile within it (None without both)."""
+    null = [r for r in rows if r["row"] == NULL_ROW and "linear" in r]
+    cluster = next((r for r in rows if r["row"] == CLUSTER_ROW and "linear" in r), None)
+    out = {"null": None, "cluster_percentile": None}
+    if null:
+        out["null"] = {"draws": len(null)}
+        for score in SCORES:
+            values = np.array([r[score] for r in null])
+            out["null"][score] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
+                                  else 0.0, "min": float(values.min()), "max": float(values.max())}
+        if cluster is not None:
+            out["cluster_percentile"] = {s: percentile_within(cluster[s], [r[s] for r in null]) for s in SCORES}
+    return out
+
+
+def format_result(result: dict) -> str:
+    """Every table as aligned text (scores in %)."""
+    lines = []
+    for table in result["tables"]:
+        lines.append(f"{table['dataset']} ({table['images']} images, {table['classes']} classes), depth "
+                     f"{table['depth']}, w = {table['width']} (heads {table['heads']})")
+        lines.append(f"  {'row':<40} {'linear':>8} {'k-NN':>8}")
+        for row in table["rows"]:
+            if row["row"] == NULL_ROW:
+                continue
+            if "skipped" in row:
+                lines.append(f"  {row['label']:<40} skipped: {row['skipped']}")
+            else:
+                lines.append(f"  {row['label']:<40} {100 * row['linear']:>7.1f}% {100 * row['knn']:>7.1f}%")
+        null = table["null"]
+        if null:
+            cells = " ".join(f"{100 * null[s]['mean']:>5.1f}±{100 * null[s]['std']:<4.1f}" for s in SCORES)
+            label = f"random heads (null, {null['draws']} draws) mean±sd"
+            lines.append(f"  {label:<40} {cells}")
+        pct = table["cluster_percentile"]
+        if pct:
+            lines.append(f"  Cluster-Learngene percentile within the null: linear {_pct(pct['linear'])}, "
+                         f"k-NN {_pct(pct['knn'])}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.0f}"
