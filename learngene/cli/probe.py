@@ -44,6 +44,7 @@ def register(subparsers) -> None:
     probe.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     probe.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes (CUDA)")
     probe.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    probe.add_argument("--jobs", type=int, default=1, help="processes for the linear probe's folds (default 1)")
     probe.add_argument("--out", help="write the JSON result here (updated after every table)")
     probe.add_argument("--force", action="store_true", help="replace an existing --out file")
     probe.add_argument("--json", action="store_true", help="print the JSON result instead of text")
@@ -82,8 +83,19 @@ def settings_from_args(args):
     return ProbeSettings(
         ancestor=args.ancestor, datasets=tuple(_split(args.dataset)), depth=args.depth, widths=tuple(widths),
         null_draws=tuple(draws), subset=subset, seed=args.seed, rows=tuple(_split(args.rows)), device=device,
-        bf16=args.bf16, batch_size=args.batch_size,
+        bf16=args.bf16, batch_size=args.batch_size, jobs=args.jobs,
     )
+
+
+def command_for(settings) -> list[str]:
+    """The ``learngene probe`` argument list that reproduces ``settings`` exactly (recorded in the JSON)."""
+    command = ["learngene", "probe", "--ancestor", settings.ancestor, "--dataset", ",".join(settings.datasets),
+               "--depth", str(settings.depth), "--width-ratio", ",".join(settings.widths),
+               "--null-draws", ",".join(map(str, settings.null_draws)), "--rows", ",".join(settings.rows),
+               "--seed", str(settings.seed), "--device", settings.device, "--batch-size", str(settings.batch_size),
+               "--jobs", str(settings.jobs)]
+    command += ["--full"] if settings.subset is None else ["--subset", str(settings.subset)]
+    return command + (["--bf16"] if settings.bf16 else [])
 
 
 def run_probe_command(args) -> int:
@@ -98,7 +110,7 @@ def run_probe_command(args) -> int:
             raise LearngeneError(f"{out} already exists; choose another --out or pass --force")
         if not out.parent.is_dir():
             raise LearngeneError(f"the folder of --out ({out.parent}) does not exist; create it first")
-    command = ["learngene", *sys.argv[1:]] if sys.argv and sys.argv[0] else None
+    command = command_for(settings)
 
     def save(result: dict) -> None:
         if out is not None:

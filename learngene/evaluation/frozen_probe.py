@@ -26,9 +26,12 @@ from learngene.evaluation.settings import SCORES, ProbeSettings
 PROBE_FORMAT = "learngene-probe/1"
 
 
-def run_probe(settings: ProbeSettings, *, ancestor=None, progress: bool = True,
+def run_probe(settings: ProbeSettings, *, ancestor=None, mad: np.ndarray | None = None, progress: bool = True,
               on_table: Callable[[dict], None] | None = None) -> dict:
     """Fill every width x dataset table; ``on_table(result_so_far)`` is called after each one (to save it).
+
+    ``ancestor`` (loaded from ``settings.ancestor`` when None) and ``mad``, its (L, H) mean attention distances
+    (computed on the built-in probe images and cached when None), let a caller reuse what it already has.
 
     Raises:
         LearngeneError: for a bad setting (unknown dataset or row, a width that leaves no head, ...), before any
@@ -40,7 +43,7 @@ def run_probe(settings: ProbeSettings, *, ancestor=None, progress: bool = True,
     if ancestor is None:
         ancestor = load_ancestor(settings.ancestor)
     context = ProbeContext(ancestor=ancestor, depth=settings.depth, seed=settings.seed, device=settings.device,
-                           progress=_say if progress else None)
+                           progress=_say if progress else None, mad=mad)
     specs = [context.spec(width) for width in widths]  # impossible widths / depths fail here, in one line
     summary = ancestor.summary
     result = {
@@ -109,7 +112,8 @@ def _score_design(design, context: ProbeContext, data: ProbeData, settings: Prob
     features, key, hit = cached_features(model, data, summary.mean, summary.std, device=context.device,
                                          batch_size=settings.batch_size, bf16=settings.bf16)
     row.update(facts)
-    row["linear"] = linear_probe_accuracy(features, data.labels, folds=settings.folds, seed=settings.seed)
+    row["linear"] = linear_probe_accuracy(features, data.labels, folds=settings.folds, seed=settings.seed,
+                                          jobs=settings.jobs)
     row["knn"] = knn_accuracy(features, data.labels, k=settings.k)
     row.update({"feature_key": key, "cached": hit, "seconds": round(time.perf_counter() - started, 2)})
     return row

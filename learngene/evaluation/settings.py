@@ -34,6 +34,7 @@ class ProbeSettings:
         rows: registered row names, in table order.
         folds, k: stratified folds of the linear probe; neighbours of k-NN.
         device, bf16, batch_size: where and how features are extracted (bf16 autocast on CUDA only).
+        jobs: processes fitting the linear probe's folds (does not change any score).
     """
 
     ancestor: str = "builtin"
@@ -49,6 +50,7 @@ class ProbeSettings:
     device: str = "cpu"
     bf16: bool = False
     batch_size: int = 32
+    jobs: int = 1
 
     def draws_for(self, index: int) -> int:
         return self.null_draws[0] if len(self.null_draws) == 1 else self.null_draws[index]
@@ -70,8 +72,8 @@ class ProbeSettings:
         if any(d < 0 for d in self.null_draws):
             raise LearngeneError("--null-draws must be 0 or more")
         check_rows(self.rows)
-        if self.folds < 2 or self.k < 1 or self.batch_size < 1:
-            raise LearngeneError("--folds must be at least 2, --k and --batch-size at least 1")
+        if self.folds < 2 or self.k < 1 or self.batch_size < 1 or self.jobs < 1:
+            raise LearngeneError("--folds must be at least 2, --k, --batch-size and --jobs at least 1")
         if self.subset is not None and self.subset < 2:
             raise LearngeneError(f"--subset must be at least 2 (got {self.subset})")
         return widths
