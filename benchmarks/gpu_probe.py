@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra-seed-draws", type=int, default=10, help="null draws for every later seed")
     parser.add_argument("--subset", type=int, default=None, help="images per dataset (default: all)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--jobs", type=int, default=5, help="processes for the linear probe's folds")
+    parser.add_argument("--jobs", type=int, default=12, help="processes scoring designs in parallel (same scores)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--budget-s", type=float, default=300.0, help="start no new table after this many seconds")
     parser.add_argument("--out", required=True, help="JSON file to write (rewritten after every table)")

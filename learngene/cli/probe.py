@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     probe.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     probe.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes (CUDA)")
     probe.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
-    probe.add_argument("--jobs", type=int, default=1, help="processes for the linear probe's folds (default 1)")
+    probe.add_argument("--jobs", type=int, default=1, help="processes scoring designs in parallel (default 1; same scores)")
     probe.add_argument("--out", help="write the JSON result here (updated after every table)")
     probe.add_argument("--force", action="store_true", help="replace an existing --out file")
     probe.add_argument("--json", action="store_true", help="print the JSON result instead of text")

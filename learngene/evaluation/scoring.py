@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -15,11 +16,10 @@ DEFAULT_K = 5
 
 
 def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, *, folds: int = DEFAULT_FOLDS,
-                          seed: int = 0, c: float = LINEAR_C, jobs: int = 1) -> float:
+                          seed: int = 0, c: float = LINEAR_C) -> float:
     """Stratified k-fold accuracy of a logistic regression on standardised features (pooled over folds).
 
-    The folds are capped by the smallest class, so a tiny subset still gets a valid split. ``jobs`` fits folds
-    in parallel processes (same result; worth it on a many-core GPU machine, not on a loaded 2-core one).
+    The folds are capped by the smallest class, so a tiny subset still gets a valid split.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -34,7 +34,7 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, *, folds: in
     with warnings.catch_warnings():
         # Near-constant features (scratch, random embeddings) may not converge; the score is still what it is.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        predicted = cross_val_predict(model, features, labels, cv=cv, n_jobs=jobs if jobs > 1 else None)
+        predicted = cross_val_predict(model, features, labels, cv=cv)
     return float(np.mean(predicted == labels))
 
 
@@ -74,3 +74,24 @@ def percentile_within(value: float, null: Sequence[float]) -> float:
     below = float(np.sum(null < value))
     ties = float(np.sum(null == value))
     return 100.0 * (below + 0.5 * ties) / null.size
+
+
+def score_features(features: np.ndarray, labels: np.ndarray, folds: int = DEFAULT_FOLDS, seed: int = 0,
+                   k: int = DEFAULT_K) -> dict[str, float]:
+    """Both scores of one design's features (a top-level function, so a process pool can run it)."""
+    return {"linear": linear_probe_accuracy(features, labels, folds=folds, seed=seed),
+            "knn": knn_accuracy(features, labels, k=k)}
+
+
+def _one_thread() -> None:
+    # Many workers each running multi-threaded BLAS would oversubscribe the cores.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def scoring_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for :func:`score_features` (spawned: safe after CUDA is initialised in the parent)."""
+    import multiprocessing
+
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)

@@ -34,7 +34,7 @@ class ProbeSettings:
         rows: registered row names, in table order.
         folds, k: stratified folds of the linear probe; neighbours of k-NN.
         device, bf16, batch_size: where and how features are extracted (bf16 autocast on CUDA only).
-        jobs: processes fitting the linear probe's folds (does not change any score).
+        jobs: processes scoring designs while the next ones' features are extracted (scores are the same).
     """
 
     ancestor: str = "builtin"
