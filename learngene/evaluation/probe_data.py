@@ -6,6 +6,7 @@ later call sees exactly the same images; its key (dataset, indices, size) is par
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -59,8 +60,10 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int = SUBSET_S
     return sorted(int(i) for i in chosen)
 
 
+@functools.lru_cache(maxsize=4)
 def load_probe_data(dataset: str, img_size: int, size: int | None) -> ProbeData:
-    """Render a stratified subset of ``dataset`` at ``img_size`` px.
+    """Render a stratified subset of ``dataset`` at ``img_size`` px (kept for the next call with the same
+    arguments: rendering all 1,797 digits at 224 px takes seconds, and nothing modifies the result).
 
     Raises:
         LearngeneError: for an unknown dataset or a subset too small to hold every class.
