@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "learngene.cli.training",
     "learngene.cli.runs",
     "learngene.cli.compare",
+    "learngene.cli.probe",
 )
 
 
