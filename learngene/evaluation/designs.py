@@ -140,7 +140,8 @@ class ProbeContext:
         return self._learngene
 
     def build(self, spec: DescendantSpec):
-        learngene = self.learngene() if spec.init == "cluster-learngene" else None
+        # Parity builds use the authors' fixed S_l lists: no clustering of ours goes into them.
+        learngene = self.learngene() if spec.init == "cluster-learngene" and spec.parity != "authors" else None
         return build_descendant(self.ancestor, spec, learngene=learngene)
 
     def cluster(self, width: Width):
@@ -275,10 +276,18 @@ register_row(RowKind("random-heads", "random heads (null)",
 register_row(RowKind("first-heads", "first heads, cluster inheritance",
                      "Cluster-Learngene with slots i <- head i (isolates the head choice from prune's FFNs)",
                      _first_heads_designs))
-register_row(spec_row("heuristic-learngene", "Heuristic-Learngene", "the ancestor's last 3 layers (current "
-                      "semantics of learngene.descendant)", init="heuristic-learngene"))
-register_row(spec_row("auto-learngene", "Auto-Learngene", "the ancestor's first 6 layers (current semantics of "
-                      "learngene.descendant)", init="auto-learngene"))
+register_row(spec_row("heuristic-learngene", "Heuristic-Learngene", "the ancestor's last 3 layers plus its patch "
+                      "embedding, tokens, position embedding and final norm (the authors' loader)",
+                      init="heuristic-learngene"))
+register_row(spec_row("auto-learngene", "Auto-Learngene", "the ancestor's first 6 layers plus its embeddings and "
+                      "final norm (the authors' loader)", init="auto-learngene"))
+register_row(spec_row("heuristic-layers-only", "Heuristic-Learngene (layers only)", "the ancestor's last 3 layers, "
+                      "everything else random (the paper's prose)", init="heuristic-learngene-layers-only"))
+register_row(spec_row("auto-layers-only", "Auto-Learngene (layers only)", "the ancestor's first 6 layers, "
+                      "everything else random (the paper's prose)", init="auto-learngene-layers-only"))
+register_row(spec_row("authors-slicing", "Cluster-Learngene (authors' code)", "the authors' S_l lists, qkv chunks "
+                      "without bias and W_O columns (--parity authors; DeiT-Ti/S/B ancestors only)",
+                      init="cluster-learngene", parity="authors"))
 register_row(spec_row("scratch", "scratch", "random init of the descendant architecture", init="scratch"))
 
 NULL_ROW = "random-heads"

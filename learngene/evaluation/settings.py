@@ -15,8 +15,8 @@ DEFAULT_FOLDS = 5
 DEFAULT_K = 5
 SCORES = ("linear", "knn")
 # Rows of a table by default, in order (names registered in learngene.evaluation.designs.ROWS).
-DEFAULT_ROWS = ("ancestor", "cluster-learngene", "pretrained-prune", "random-heads", "heuristic-learngene",
-                "auto-learngene", "scratch")
+DEFAULT_ROWS = ("ancestor", "cluster-learngene", "authors-slicing", "pretrained-prune", "random-heads",
+                "heuristic-learngene", "auto-learngene", "heuristic-layers-only", "auto-layers-only", "scratch")
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,15 @@ def test_scoring_in_worker_processes_gives_the_same_scores(tiny_ancestor, tiny_m
     pooled = run_probe(_settings(jobs=2), ancestor=tiny_ancestor, mad=tiny_mad, progress=False)
     assert _scores(pooled) == _scores(sequential)
     assert pooled["tables"][0]["cluster_percentile"] == sequential["tables"][0]["cluster_percentile"]
+
+
+def test_both_baseline_semantics_differ_and_authors_row_names_its_ancestors(tiny_ancestor, tiny_mad, cache):
+    """The authors'-loader and layers-only baselines are separate rows with different features; the authors'-code
+    row is skipped on an ancestor their code has no settings for, saying which ancestors it supports."""
+    rows = ("auto-learngene", "auto-layers-only", "authors-slicing")
+    result = run_probe(_settings(widths=("1",), rows=rows), ancestor=tiny_ancestor, mad=tiny_mad, progress=False)
+    by_name = {row["row"]: row for row in result["tables"][0]["rows"]}
+    assert "deit_small_patch16_224" in by_name["authors-slicing"]["skipped"]
+    assert "skipped" not in by_name["auto-learngene"] and "skipped" not in by_name["auto-layers-only"]
+    # feature_key hashes every weight of the design: the embeddings inherited or not make different models
+    assert by_name["auto-learngene"]["feature_key"] != by_name["auto-layers-only"]["feature_key"]
