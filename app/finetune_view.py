@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from typing import Any
 
 import streamlit as st
@@ -321,3 +322,70 @@ def compare_initialisations(config: TrainConfig, name: str | None, launcher: str
             st.error(str(error))
             return
         st.success(f"{init}: run {run_id}")
+
+
+# The estimate: a few real optimizer steps of the chosen model, timed in a background job (the page stays usable).
+# The timing depends only on what one step computes; the epochs and max steps are applied to the measured step time
+# on every rerun, so changing them needs no new timing.
+ESTIMATE_STEPS, ESTIMATE_WARMUP = 3, 1
+STEP_FIELDS = ("descendant", "model", "model_kwargs", "dataset", "data_root", "val_fraction", "img_size",
+               "batch_size", "accum_steps", "device", "amp", "mixup", "cutmix", "ema", "clip_grad")
+
+
+def estimate_key(config: TrainConfig) -> str:
+    """The job key of ``config``'s timing: what one training step computes and on which device."""
+    import json
+
+    return "estimate:" + json.dumps({f: getattr(config, f) for f in STEP_FIELDS}, sort_keys=True, default=str)
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 2 * 3600:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def estimate_duration(config: TrainConfig) -> None:
+    """An "Estimate duration" button that times the chosen model's step on the chosen device, then the estimate."""
+    from app import jobs
+    from learngene.training.timing import estimate_run, planned_steps
+
+    key = estimate_key(config)
+    job = jobs.board.get(key)
+    if st.button("Estimate duration", key="ft_estimate",
+                 help=f"Times {ESTIMATE_STEPS} training steps (after {ESTIMATE_WARMUP} warm-up step) of this model at "
+                 "this resolution and batch size on this device, in the background"):
+        job = jobs.board.start(key, "Timing the training step",
+                               lambda _progress: estimate_run(config, ESTIMATE_STEPS, ESTIMATE_WARMUP))
+    if job is None:
+        return
+    if job.running:
+        _follow_estimate(key)
+    elif job.failed:
+        st.error(job.error)
+    else:
+        measured = job.result
+        try:  # the epochs and max steps of the form now, with the step time measured for this design
+            _, total = planned_steps(config, measured.train_images)
+        except LearngeneError as error:
+            st.error(str(error))
+            return
+        st.info(f"Estimated duration: **{_duration_text(measured.seconds_per_step * total)} for {total:,} steps** "
+                f"({measured.seconds_per_step:.2f} s/step measured on {measured.device}; evaluation and data "
+                "loading not included).", icon=":material/timer:")
+
+
+def _follow_estimate(key: str) -> None:
+    from app import jobs
+
+    @st.fragment(run_every=1.0)
+    def follow() -> None:
+        job = jobs.board.get(key)
+        if job is None or job.finished:
+            st.rerun()
+        st.info(f"Timing {ESTIMATE_STEPS} training steps in the background ({time.time() - job.started:.0f} s)…",
+                icon=":material/hourglass_top:")
+
+    follow()

@@ -23,6 +23,7 @@ state.save_form("finetune", view.FORM_KEYS)
 config = view.make_config({**model, **data, **recipe}) if model is not None and recipe is not None else None
 if config is not None:
     view.recipe_warnings(config, preset)
+    view.estimate_duration(config)
     st.markdown("**Equivalent command**")
     st.code(launch.command_text(launch.train_argv(config, name, launcher, options)), language="bash")
     if view.launch_button(config, name, launcher, options, "Launch", "launch"):

@@ -104,7 +104,10 @@ def shoot(out: Path) -> None:
             page.goto(f"{base}/descendants")
             snap("3_descendants", "Inheritance map", charts=2)
             page.goto(f"{base}/finetune")
-            snap("4_finetune", "Equivalent command")
+            page.get_by_text("Equivalent command").first.wait_for(timeout=120_000)
+            page.get_by_role("button", name="Estimate duration").click()  # times 3 steps of the saved descendant
+            page.mouse.move(0, 0)  # no tooltip over the page
+            snap("4_finetune", "Estimated duration:")
             page.goto(f"{base}/runs")
             snap("5_runs", "Compare runs", charts=6)
             browser.close()
