@@ -10,7 +10,7 @@ command                     substitution
 ==========================  =====================================================================================
 ``analyze``                 append ``--num-images 2``
 ``train`` (not ``--dry-run``)  ``--epochs 20`` -> ``--epochs 1``; append ``--max-steps 2 --img-size 28
-                            --batch-size 8 --workers 0 --device cpu`` (the ``--detach`` one: ``--max-steps 300``, so
+                            --batch-size 8 --workers 0 --device cpu`` (the ``--detach`` one: ``--max-steps 60``, so
                             that ``runs stop`` finds it running)
 ``runs clone``              append ``--max-steps 2``
 ``compare``                 ``--seeds 0,1,2`` -> ``--seeds 0``; append the ``train`` flags above
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 
 TINY_TRAIN = ["--img-size", "28", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
-TOUR_TIMEOUT_S = 240  # per command: a hang fails the test instead of blocking the suite
+TOUR_TIMEOUT_S = 300  # per command: a hang fails the test instead of blocking the suite
 
 
 def tour_commands(readme: str) -> list[list[str]]:
@@ -78,7 +78,7 @@ def cheap(argv: list[str]) -> list[str]:
     if command == "analyze":
         return [*argv, "--num-images", "2"]
     if command == "train" and "--dry-run" not in argv:
-        steps = "300" if "--detach" in argv else "2"
+        steps = "60" if "--detach" in argv else "2"
         return [*_replace(argv, "--epochs", "20", "1"), "--max-steps", steps, *TINY_TRAIN]
     if argv[:2] == ["runs", "clone"]:
         return [*argv, "--max-steps", "2"]
@@ -107,12 +107,8 @@ def _wait_until_training(tmp_path: Path, env: dict[str, str], run_id: str, timeo
     pytest.fail(f"run {run_id} made no step within {timeout_s} s")
 
 
-@pytest.mark.slow
-def test_the_readme_command_line_tour_runs_as_written(tmp_path):
-    commands = tour_commands(README.read_text(encoding="utf-8"))
-    assert len(commands) >= 15, "the tour lost its commands (did the README section move?)"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEARNGENE_RUNS_DIR": str(tmp_path / "runs"),
-           "LEARNGENE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}  # fmt: skip
+def _run_tour(commands: list[list[str]], tmp_path: Path, env: dict[str, str]) -> str | None:
+    """Run the tour's commands in order; returns the id of the run that ``train --detach --json`` queued."""
     run_id = None
     for argv in commands:
         argv = cheap(argv)
@@ -131,6 +127,28 @@ def test_the_readme_command_line_tour_runs_as_written(tmp_path):
         )
         if argv[0] == "train" and "--detach" in argv and "--json" in argv:
             run_id = json.loads(result.stdout)["run_id"]
+    return run_id
+
+
+def _stop_leftover_runs(tmp_path: Path, env: dict[str, str]) -> None:
+    """A failed tour must not leave workers training in the background."""
+    for record in _runs(tmp_path, env):
+        if record["state"] in ("queued", "running"):
+            subprocess.run([sys.executable, "-m", "learngene", "runs", "stop", record["run_id"], "--force", "--wait"],
+                           cwd=tmp_path, env=env, capture_output=True, timeout=TOUR_TIMEOUT_S)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 4 minutes on a quiet 2-core machine; the suite-wide 600 s is too tight when busy
+def test_the_readme_command_line_tour_runs_as_written(tmp_path):
+    commands = tour_commands(README.read_text(encoding="utf-8"))
+    assert len(commands) >= 15, "the tour lost its commands (did the README section move?)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEARNGENE_RUNS_DIR": str(tmp_path / "runs"),
+           "LEARNGENE_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}  # fmt: skip
+    try:
+        run_id = _run_tour(commands, tmp_path, env)
+    finally:
+        _stop_leftover_runs(tmp_path, env)
 
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert "mean_attention_distance" in stats
