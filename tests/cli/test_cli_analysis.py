@@ -22,7 +22,7 @@ def test_help_lists_the_commands_from_python_m():
     assert result.returncode == 0
     # Written out by hand (not read from the CLI) so that a command that vanishes fails this test.
     listed = re.findall(r"^    ([a-z][\w-]*) ", result.stdout, flags=re.M)
-    assert listed == ["analyze", "cluster", "extract", "size", "build", "train", "runs", "compare"]
+    assert listed == ["analyze", "cluster", "extract", "size", "build", "train", "runs", "compare", "probe"]
 
 
 def test_a_command_module_that_cannot_be_imported_fails_loudly(monkeypatch):
