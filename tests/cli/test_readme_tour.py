@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 
 TINY_TRAIN = ["--img-size", "28", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
-TOUR_TIMEOUT_S = 300  # per command: a hang fails the test instead of blocking the suite
+TOUR_TIMEOUT_S = 900  # per command (compare trains five runs): a hang fails the test instead of blocking the suite
 
 
 def tour_commands(readme: str) -> list[list[str]]:
