@@ -1,8 +1,10 @@
 """Adaptive density clustering of one layer's heads on the mean-attention-distance axis (method.md steps 2-3).
 
-The paper's Algorithm 1 is DBSCAN on 1-D points with ``eps = Eps`` and ``min_samples = MinHds``; scikit-learn's
-``DBSCAN`` has exactly those semantics (a point's neighbourhood includes itself). What this module adds is the
-paper's bookkeeping on top: labels renumbered by each cluster's lowest head index, a representative head per
+The paper's Algorithm 1 is DBSCAN on 1-D points with ``eps = Eps`` and ``min_samples = MinHds`` (a point's
+neighbourhood includes itself). :func:`dbscan_1d` is scikit-learn's ``DBSCAN`` for 1-D points in numpy alone (same
+neighbourhood test, same visiting order; the tests compare the two), so that ``learngene cluster`` and the app need
+not import scikit-learn; the scikit-learn estimator :class:`HeadClustering` (in :mod:`learngene.head_clustering`,
+importable from here) is loaded only when asked for. What this module adds is the paper's bookkeeping on top: labels renumbered by each cluster's lowest head index, a representative head per
 cluster (the member nearest the cluster's mean MAD, ties to the lowest index) and the priority order of clusters
 (largest first, ties in label order).
 """
@@ -13,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.cluster import DBSCAN
 
 from learngene.errors import LearngeneError
 
@@ -40,64 +40,47 @@ def validate_distances(distances: np.ndarray, what: str = "mean attention distan
     return array
 
 
-class HeadClustering(ClusterMixin, BaseEstimator):
-    """Cluster one layer's heads by mean attention distance.
+def dbscan_1d(distances: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN labels of 1-D points, as ``sklearn.cluster.DBSCAN(eps, min_samples).fit(x[:, None]).labels_``.
 
-    Parameters
-    ----------
-    eps : float, default=10
-        Neighbourhood radius in pixels: heads whose MADs differ by at most ``eps`` are neighbours.
-    min_heads : int, default=1
-        Neighbours (the head itself included) a head needs to be a core head. ``1`` makes every head core, so the
-        result is "sort the MADs and cut where the gap exceeds eps", with no noise.
-    centroid : {"nearest", "average"}, default="nearest"
-        How the learngene represents a cluster: the weights of its representative head, or the average of its
-        members' weights. The representative head (``centroids_``) is the same in both modes.
-
-    Attributes
-    ----------
-    labels_ : ndarray of shape (H,)
-        Cluster of each head, numbered in order of each cluster's lowest head index; -1 is noise.
-    clusters_ : list of list of int
-        Member heads of each cluster (ascending), clusters in priority order (largest first, stable).
-    centroids_ : ndarray of shape (n_clusters,)
-        Representative head of each cluster, priority order: the member nearest the cluster's mean MAD, ties to
-        the lowest head index.
-    cluster_mean_distance_ : ndarray of shape (n_clusters,)
-        Mean MAD of each cluster, priority order.
-    noise_ : ndarray
-        Heads labelled noise (not inherited).
+    Same neighbourhood test as scikit-learn's tree search (squared gap <= eps squared), same order: clusters grow
+    from the core points in index order, and a border point joins the first cluster that reaches it.
     """
+    x = np.asarray(distances, dtype=np.float64).reshape(-1)
+    gaps = x[:, None] - x[None, :]
+    neighbours = [np.flatnonzero(row) for row in gaps * gaps <= float(eps) * float(eps)]
+    is_core = np.array([len(n) >= min_samples for n in neighbours], dtype=bool)
+    labels = np.full(len(x), NOISE, dtype=np.intp)
+    label = 0
+    for seed in range(len(x)):
+        if labels[seed] != NOISE or not is_core[seed]:
+            continue
+        stack = [seed]
+        while stack:
+            point = stack.pop()
+            if labels[point] != NOISE:
+                continue
+            labels[point] = label
+            if is_core[point]:
+                stack.extend(int(v) for v in neighbours[point] if labels[v] == NOISE)
+        label += 1
+    return labels
 
-    def __init__(self, eps: float = 10.0, min_heads: int = 1, centroid: str = "nearest"):
-        self.eps = eps
-        self.min_heads = min_heads
-        self.centroid = centroid
 
-    def fit(self, X, y=None):
-        """Cluster heads; ``X`` is a (H,) vector of MADs or an (H, 1) column."""
-        validate_thresholds(self.eps, self.min_heads)
-        if self.centroid not in CENTROID_MODES:
-            raise LearngeneError(f"centroid must be one of {CENTROID_MODES} (got {self.centroid!r})")
-        distances = validate_distances(np.asarray(X, dtype=np.float64).reshape(-1))
-        raw = DBSCAN(eps=float(self.eps), min_samples=int(self.min_heads)).fit(distances[:, None]).labels_
-        self.labels_ = _renumber_by_lowest_member(raw)
-        n_clusters = int(self.labels_.max()) + 1 if np.any(self.labels_ >= 0) else 0
-        members = [np.flatnonzero(self.labels_ == k) for k in range(n_clusters)]
-        # Python's sort is stable: equal sizes keep label order.
-        priority = sorted(range(n_clusters), key=lambda k: -len(members[k]))
-        self.clusters_ = [members[k].tolist() for k in priority]
-        self.cluster_mean_distance_ = np.array([distances[members[k]].mean() for k in priority])
-        self.centroids_ = np.array(
-            [_nearest_to_mean(distances, members[k]) for k in priority], dtype=np.int64
-        )
-        self.noise_ = np.flatnonzero(self.labels_ == NOISE)
-        self.distances_ = distances
-        return self
-
-    @property
-    def n_clusters_(self) -> int:
-        return len(self.clusters_)
+def cluster_heads(distances: np.ndarray, eps: float, min_heads: int) -> dict:
+    """One layer's clustering as arrays: ``labels``, ``clusters``, ``centroids``, ``mean_distance``, ``noise``."""
+    labels = _renumber_by_lowest_member(dbscan_1d(distances, eps, int(min_heads)))
+    n_clusters = int(labels.max()) + 1 if np.any(labels >= 0) else 0
+    members = [np.flatnonzero(labels == k) for k in range(n_clusters)]
+    # Python's sort is stable: equal sizes keep label order.
+    priority = sorted(range(n_clusters), key=lambda k: -len(members[k]))
+    return {
+        "labels": labels,
+        "clusters": [members[k].tolist() for k in priority],
+        "centroids": np.array([_nearest_to_mean(distances, members[k]) for k in priority], dtype=np.int64),
+        "mean_distance": np.array([distances[members[k]].mean() for k in priority]),
+        "noise": np.flatnonzero(labels == NOISE),
+    }
 
 
 def _renumber_by_lowest_member(raw_labels: np.ndarray) -> np.ndarray:
@@ -134,7 +117,19 @@ class LayerClusters:
     noise: list[int]
 
     @classmethod
-    def from_estimator(cls, estimator: HeadClustering) -> LayerClusters:
+    def from_arrays(cls, result: dict) -> LayerClusters:
+        """From :func:`cluster_heads`'s result."""
+        return cls(
+            labels=result["labels"].tolist(),
+            clusters=[list(c) for c in result["clusters"]],
+            centroids=result["centroids"].tolist(),
+            mean_distance=result["mean_distance"].tolist(),
+            noise=result["noise"].tolist(),
+        )
+
+    @classmethod
+    def from_estimator(cls, estimator) -> LayerClusters:
+        """From a fitted :class:`~learngene.head_clustering.HeadClustering`."""
         return cls(
             labels=estimator.labels_.tolist(),
             clusters=[list(c) for c in estimator.clusters_],
@@ -163,5 +158,13 @@ def cluster_layers(
         raise LearngeneError(
             f"mean attention distances must be a table of L layers x H heads, got shape {table.shape}"
         )
-    estimator = HeadClustering(eps=eps, min_heads=min_heads)
-    return [LayerClusters.from_estimator(estimator.fit(row)) for row in table]
+    return [LayerClusters.from_arrays(cluster_heads(row, eps, min_heads)) for row in table]
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimator lives apart so that importing this module does not import scikit-learn.
+    if name == "HeadClustering":
+        from learngene.head_clustering import HeadClustering
+
+        return HeadClustering
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

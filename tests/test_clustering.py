@@ -94,3 +94,28 @@ def test_builtin_ancestor_clusters_differ_from_a_random_model(builtin_stats):
     random_like += np.random.default_rng(0).normal(0, 0.5, random_like.shape)
     assert sum(len(layer.clusters) for layer in cluster_layers(random_like)) == random_like.shape[0]
     assert real_clusters > 1.5 * random_like.shape[0]
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("min_heads", [1, 2, 3, 4])
+def test_numpy_dbscan_gives_sklearns_labels_exactly_even_at_the_eps_boundary(seed, min_heads):
+    from learngene.clustering import dbscan_1d
+
+    rng = np.random.default_rng(seed)
+    # Whole-pixel MADs and eps make many gaps exactly eps; fractional ones exercise the squared-gap test.
+    size = int(rng.integers(1, 17))
+    mad = rng.integers(0, 40, size=size).astype(float) if seed % 2 else rng.uniform(0, 130, size=size)
+    eps = float(rng.integers(1, 8)) if seed % 2 else float(rng.uniform(0.5, 25))
+    reference = DBSCAN(eps=eps, min_samples=min_heads).fit(mad[:, None]).labels_
+    assert dbscan_1d(mad, eps, min_heads).tolist() == reference.tolist()
+
+
+def test_clustering_without_the_estimator_does_not_import_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from learngene.clustering import cluster_layers; cluster_layers([[1.0, 30.0]]); "
+            "print(any(m == 'sklearn' or m.startswith('sklearn.') for m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

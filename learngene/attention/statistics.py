@@ -9,7 +9,6 @@ are reduced at once into running sums, so peak memory does not grow with the num
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from learngene.attention.capture import capture_attention
 from learngene.attention.distance import patch_distance_matrix
+from learngene.attention.stats_file import read_stats_file  # also importable from here, its old home
 from learngene.errors import LearngeneError
 from learngene.probes import ProbeSet
 
@@ -115,34 +115,6 @@ class HeadStatistics:
     @classmethod
     def load_json(cls, path: str | Path) -> HeadStatistics:
         return cls.from_json(read_stats_file(path))
-
-
-def read_stats_file(path: str | Path) -> dict:
-    """Read a statistics file; a bare JSON list of L lists of H numbers is accepted as the MAD table alone."""
-    path = Path(path)
-    if not path.is_file():
-        raise LearngeneError(f"statistics file {path} does not exist; create it with `learngene analyze`")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise LearngeneError(f"{path} is not valid JSON ({error})") from error
-    if isinstance(data, list):
-        data = {"mean_attention_distance": data}
-    if not isinstance(data, dict) or "mean_attention_distance" not in data:
-        raise LearngeneError(f"{path} has no 'mean_attention_distance' table (a list of L lists of H numbers)")
-    table = data["mean_attention_distance"]
-    rows = {len(row) if isinstance(row, list) else -1 for row in table} if isinstance(table, list) else {-1}
-    if not table or -1 in rows or len(rows) != 1 or 0 in rows:
-        raise LearngeneError(
-            f"the mean_attention_distance table in {path} must be L lists of the same number H >= 1 of numbers"
-        )
-    try:
-        array = np.asarray(table, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise LearngeneError(f"the mean_attention_distance table in {path} holds non-numbers") from error
-    if not np.all(np.isfinite(array)):
-        raise LearngeneError(f"the mean_attention_distance table in {path} contains NaN or infinite values")
-    return data
 
 
 #: Every statistic compute_head_statistics can produce, in one place (the ``statistics`` argument names them).

@@ -119,7 +119,7 @@ def clustering_report(distances, eps: float, min_heads: int) -> dict:
 
 
 def run_cluster(args) -> int:
-    from learngene.attention.statistics import read_stats_file
+    from learngene.attention.stats_file import read_stats_file
 
     data = read_stats_file(args.stats)
     json.dump(clustering_report(data["mean_attention_distance"], args.eps, args.min_heads), sys.stdout)

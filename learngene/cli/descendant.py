@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def _add_parity_argument(parser: argparse.ArgumentParser) -> None:
-    from learngene.descendant.spec import PARITY_MODES
+    from learngene.design_options import PARITY_MODES
 
     parser.add_argument("--parity", default="none", choices=PARITY_MODES,
                         help="authors: reproduce the authors' code for a DeiT-Ti/S/B ancestor (their hard-coded S_l "
@@ -70,7 +70,7 @@ def _add_ancestor_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, help="layers L_d (default: the ancestor's)")
     width = parser.add_mutually_exclusive_group()
-    from learngene.descendant.spec import SCHEDULE_HELP
+    from learngene.design_options import SCHEDULE_HELP
 
     width.add_argument("--width-ratio", help=f"H_d = floor(H / W) heads per layer, or a schedule: {SCHEDULE_HELP}; default 1")
     width.add_argument("--heads", help="heads per layer, comma-separated, one per layer (e.g. 3,3,6,6)")
@@ -79,7 +79,7 @@ def _add_architecture_arguments(parser: argparse.ArgumentParser) -> None:
 
 def width_from_args(args) -> tuple[float | None, str | None, tuple[int, ...] | None]:
     """(width_ratio, schedule, heads) from ``--width-ratio`` (a number or a schedule name) and ``--heads``."""
-    from learngene.descendant.spec import SCHEDULES
+    from learngene.design_options import SCHEDULES
 
     width_ratio = schedule = heads = None
     if args.width_ratio is not None:
