@@ -176,16 +176,12 @@ def statistics_progress(key: str) -> None:
     """A progress bar that follows the job ``key`` and reruns the page once it has finished."""
     from app import jobs
 
-    @st.fragment(run_every=1.0)
-    def follow() -> None:
-        job = jobs.board.get(key)
-        if job is None or job.finished:
-            st.rerun()
+    def draw(job) -> None:
         text = (f"{job.label}: {job.done}/{job.total} images (computing in the background)" if job.total
                 else f"{job.label}: starting…")
         st.progress(job.fraction, text=text)
 
-    follow()
+    jobs.follow(key, draw)
 
 
 def statistics_panel(stats) -> None:

@@ -380,12 +380,6 @@ def estimate_duration(config: TrainConfig) -> None:
 def _follow_estimate(key: str) -> None:
     from app import jobs
 
-    @st.fragment(run_every=1.0)
-    def follow() -> None:
-        job = jobs.board.get(key)
-        if job is None or job.finished:
-            st.rerun()
-        st.info(f"Timing {ESTIMATE_STEPS} training steps in the background ({time.time() - job.started:.0f} s)…",
-                icon=":material/hourglass_top:")
-
-    follow()
+    jobs.follow(key, lambda job: st.info(
+        f"Timing {ESTIMATE_STEPS} training steps in the background ({time.time() - job.started:.0f} s)…",
+        icon=":material/hourglass_top:"))

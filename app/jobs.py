@@ -99,3 +99,20 @@ class JobBoard:
 
 
 board = JobBoard()
+
+
+def follow(key: str, draw: Callable[[Job], None], every_s: float = 1.0) -> None:
+    """Show the job ``key`` with ``draw(job)`` every ``every_s`` seconds; rerun the page once it has finished.
+
+    Lives on the page's thread (a Streamlit fragment); the job thread itself never calls ``st.*``.
+    """
+    import streamlit as st
+
+    @st.fragment(run_every=every_s)
+    def poll() -> None:
+        job = board.get(key)
+        if job is None or job.finished:
+            st.rerun()
+        draw(job)
+
+    poll()
