@@ -28,6 +28,9 @@ class TimmRecipe:
     img_size: int
     num_classes: int
     qkv_bias: bool | None = None  # False for the authors' bias-free qkv (parity mode); None: the arch's default
+    # Weight-transformation descendants: consecutive layers sharing one attention and FFN (the model is rebuilt
+    # multiplexed, learngene.descendant.multiplexed); None: a plain ViT.
+    share_layers: int | None = None
 
 
 @dataclass
@@ -86,7 +89,8 @@ class DescendantConfig:
         try:
             recipe = data["timm"]
             timm = TimmRecipe(arch=str(recipe["arch"]), depth=int(recipe["depth"]), img_size=int(recipe["img_size"]),
-                              num_classes=int(recipe["num_classes"]), qkv_bias=recipe.get("qkv_bias"))
+                              num_classes=int(recipe["num_classes"]), qkv_bias=recipe.get("qkv_bias"),
+                              share_layers=None if recipe.get("share_layers") is None else int(recipe["share_layers"]))
             known = {f.name for f in fields(cls)} - {"timm", "extra"}
             values = {name: data[name] for name in known if name in data}
             config = cls(timm=timm, **values, extra={k: v for k, v in data.items() if k not in known | {"timm"}})
