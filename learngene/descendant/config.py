@@ -47,7 +47,9 @@ class DescendantConfig:
         head_sources: per layer, per slot: the ancestor head it was initialised from, None where random.
         ffn_sources: per layer: the ancestor layer its FFN came from (and whether through T), None where random.
         ffn_transforms: each group's layers and T's initial weights.
-        params, inherited_params, trainable_params, macs, flops: size figures.
+        params, inherited_params, trainable_params, macs, flops: size figures (``inherited_params`` counts every
+            head slot; ``inherited_distinct_params`` the distinct ancestor values behind them, see
+            :mod:`learngene.descendant.size`).
         ancestor: the ancestor's summary as a dict.
         notes: remarks made while building.
         extra: keys of the file this version does not know (kept on save).
@@ -65,6 +67,7 @@ class DescendantConfig:
     ffn_transforms: list = field(default_factory=list)
     params: int | None = None
     inherited_params: int | None = None
+    inherited_distinct_params: int | None = None
     trainable_params: int | None = None
     macs: int | None = None
     flops: int | None = None
