@@ -4,8 +4,8 @@ Groups of ``share_layers`` consecutive layers use *one* attention (qkv, W_O) and
 layer keeps for itself is small: its two LayerNorms, its layer scale (when the family has one), and two
 *weight transformations* of its attention, as MiniViT's Mini-DeiT (and the authors' ``mini_vision_transformer.py``,
 a copy of it) define them: an (H, H) matrix that mixes the heads' attention logits before the softmax and another
-that mixes the heads' attention probabilities after it (their 1x1 convolutions across heads, no bias). Mini-DeiT
-has no transformation in the FFN, so neither has this one.
+that mixes the heads' attention probabilities after it (their 1x1 convolutions across heads, no bias). Their file
+has no transformation in the FFN (MiniViT's paper also describes a depth-wise one there), so neither has this one.
 
 Departures from the authors' code (docs/fidelity.md): their file is never used to build from an ancestor (the one
 call is commented out, builds a plain 12-layer ViT from random init and would crash with sharing on), so this
