@@ -118,6 +118,17 @@ def merged_plan(out: Path, plan: ComparisonPlan) -> dict[str, Any]:
     return current
 
 
+def check_row_specs(plan: ComparisonPlan) -> None:
+    """Resolve every row's descendant against the ancestor's architecture (meta device: no weights, no download),
+    so a shape a row cannot build (e.g. an odd depth for weight-transformation) is refused before anything is
+    written, not after the first rows have been queued."""
+    from learngene.descendant.arch import summary_without_weights
+
+    summary = summary_without_weights(plan.ancestor, plan.arch)
+    for variant in plan.variants:
+        plan.descendant_spec(Job(plan.datasets[0], variant, plan.seeds[0]), None).resolve(summary)
+
+
 # ------------------------------------------------------------------------------------------------------ statistics
 def load_or_compute_distances(plan: ComparisonPlan, ancestor, out: Path, progress: Progress) -> np.ndarray:
     """The ancestor's (L, H) mean attention distances: the plan's statistics file, ``OUT/stats.json`` from an
@@ -294,6 +305,7 @@ def run_comparison(
     if threads is not None and threads < 1:
         raise LearngeneError(f"threads must be at least 1 (got {threads})")
     make_launcher(launcher, dict(launcher_options or {}))
+    check_row_specs(plan)
     if out.exists() and not out.is_dir():
         raise LearngeneError(f"--out {out} is a file; choose a folder")
     plan_data = merged_plan(out, plan)

@@ -86,3 +86,13 @@ def test_dry_run_names_the_statistics_and_omits_them_for_parity_rows(tmp_path):
     assert only_fixed["statistics"].startswith("head statistics: not needed")
     assert all(job["inherited_distinct_params"] is not None for job in only_fixed["jobs"])
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def test_a_row_that_cannot_build_the_shape_is_refused_before_anything_is_written(tmp_path):
+    from learngene.errors import LearngeneError
+
+    plan = ComparisonPlan(ancestor="random:deit_tiny_patch16_224", datasets=("digits",), depth=3, width_ratio=1.0,
+                          variants=ROWS[1:], seeds=(0,), recipe=dict(RECIPE)).validate()
+    with pytest.raises(LearngeneError, match="multiple of 2 .*--depth 2 or 4"):
+        run_comparison(plan, tmp_path / "out", runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
