@@ -38,6 +38,8 @@ class ArchFacts:
         per_head_params: one head's q/k/v rows (and biases) plus its W_O columns.
         final_params: pre-norm, final norm and fc-norm together.
         qkv_bias_per_head: the part of ``per_head_params`` that is q/k/v bias (3 D, or 0 without qkv bias).
+        layer_own_params: the part of ``block_fixed_params`` in the block's norms and layer scale, which a
+            weight-transformation layer keeps for itself while it shares the attention and FFN.
     """
 
     embed_dim: int
@@ -53,6 +55,7 @@ class ArchFacts:
     per_head_params: int
     final_params: int
     qkv_bias_per_head: int = 0
+    layer_own_params: int = 0
 
     def without_qkv_bias(self) -> ArchFacts:
         """The same family built with ``qkv_bias=False`` (the authors' descendants)."""
@@ -90,6 +93,8 @@ class ArchFacts:
             per_head_params=head_dependent // heads,
             final_params=sum(numel(p) for m in (model.norm_pre, model.norm, model.fc_norm) for p in m.parameters()),
             qkv_bias_per_head=numel(attn.qkv.bias) // heads if attn.qkv.bias is not None else 0,
+            layer_own_params=sum(numel(p) for name in ("norm1", "norm2", "ls1", "ls2")
+                                 for p in getattr(block, name).parameters()),
         )
 
 
@@ -152,7 +157,7 @@ def deit_facts(embed_dim: int) -> ArchFacts:
         embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
         block_fixed_params=2 * (2 * C) + (C * M + M) + (M * C + C) + C,  # norm1, norm2, fc1, fc2, proj bias
         per_head_params=3 * D * C + 3 * D + C * D,
-        final_params=2 * C, qkv_bias_per_head=3 * D,
+        final_params=2 * C, qkv_bias_per_head=3 * D, layer_own_params=2 * (2 * C),
     )
 
 
