@@ -138,13 +138,14 @@ def sample_erase_boxes(count: int, height: int, width: int, probability: float, 
     return torch.stack([top, left, h, w], dim=1) * keep[:, None]
 
 
-def erase(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def erase(images: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Fill each image's box with standard-normal noise per pixel (timm's ``pixel`` mode on normalised input), in
-    place. Boxes live on the CPU (they are drawn there), so the loop over erased images never syncs the device."""
+    place. Boxes live on the CPU (they are drawn there), so the loop over erased images never syncs the device.
+    ``generator`` (on the images' device) draws the noise; torch's global one when None."""
     for index, (top, left, height, width) in enumerate(boxes.tolist()):
         if height and width:
             region = images[index, :, top:top + height, left:left + width]
-            region.copy_(torch.randn(region.shape, device=images.device, dtype=images.dtype))
+            region.copy_(torch.randn(region.shape, device=images.device, dtype=images.dtype, generator=generator))
     return images
 
 
@@ -179,6 +180,7 @@ class BatchAugment:
         self.norm_shift = torch.tensor(shift, device=device).view(1, 3, 1, 1)
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.noise_generator = torch.Generator(device=device)  # erasing noise, reseeded from ``generator``
         self.randaugment = None
         if randaugment is not None:
             fill = tuple(min(255, round(255 * m)) for m in mean)  # timm's img_mean hparam
@@ -207,7 +209,9 @@ class BatchAugment:
                 out = self.randaugment(out, self.generator)
             out = torch.addcmul(self.norm_shift, out, self.norm_scale)  # uint8 on a CPU: promoted here, once
             if self.erase_prob > 0:
-                out = erase(out, erase_boxes)
+                # the noise generator lives on the device; its seed comes from the checkpointed CPU generator
+                seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
+                out = erase(out, erase_boxes, self.noise_generator.manual_seed(seed))
         else:
             out = torch.addcmul(self.norm_shift, self.evaluation_crop(images), self.norm_scale)
         if self.channels_last:

@@ -274,6 +274,7 @@ class Runner:
             "config": self.config.to_dict(),
             "classes": self.classes,
             "rng": ckpt.rng_state(),
+            "augment_rng": ckpt.augment_state(self.preprocess),
         }
 
     def save(self, name: str) -> None:
@@ -303,6 +304,7 @@ class Runner:
         self.epoch = int(state["epoch"])
         self.best_top1 = state.get("best_top1")
         ckpt.set_rng_state(state["rng"])
+        ckpt.set_augment_state(self.preprocess, state.get("augment_rng"), self.dist.rank)
         # Each rank draws its own augmentations: offset the restored generator by rank like seed_everything does.
         if self.dist.rank:
             torch.manual_seed(int(torch.randint(0, 2**31, (1,)).item()) + self.dist.rank)
