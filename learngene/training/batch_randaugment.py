@@ -239,9 +239,6 @@ def apply_luts(images: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------------
 # Blend ops (PIL.ImageEnhance)
 # ---------------------------------------------------------------------------------------------------------------------
-SMOOTH_KERNEL = ((1.0, 1.0, 1.0), (1.0, 5.0, 1.0), (1.0, 1.0, 1.0))  # PIL.ImageFilter.SMOOTH, divided by 13
-
-
 def luma(images: torch.Tensor) -> torch.Tensor:
     """PIL's ``convert("L")``: (19595 R + 38470 G + 7471 B + 0x8000) >> 16, exact in float32 (< 2^24)."""
     weights = torch.tensor([19595.0, 38470.0, 7471.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
@@ -249,12 +246,14 @@ def luma(images: torch.Tensor) -> torch.Tensor:
 
 
 def smooth(images: torch.Tensor) -> torch.Tensor:
-    """PIL's ``filter(SMOOTH)``: 3x3 kernel / 13 rounded to the nearest level, the one-pixel border copied."""
-    n, c, h, w = images.shape
-    kernel = torch.tensor(SMOOTH_KERNEL, device=images.device, dtype=images.dtype).view(1, 1, 3, 3) / 13.0
-    inner = F.conv2d(images.reshape(n * c, 1, h, w), kernel).view(n, c, h - 2, w - 2)
+    """PIL's ``filter(SMOOTH)``: 3x3 kernel (all 1, centre 5) / 13 rounded to the nearest level, the one-pixel border
+    copied. Summed from shifted slices (a 3x3 box sum plus 4 x the centre): several times faster on a CPU than a
+    single-channel ``conv2d``; sums of at most 13 x 255 are exact in float32 and k / 13 never ends in .5."""
+    rows = images[..., :-2, :] + images[..., 1:-1, :] + images[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    inner = box.add_(images[..., 1:-1, 1:-1], alpha=4.0).div_(13.0)
     out = images.clone()
-    out[..., 1:-1, 1:-1] = torch.floor(inner + 0.5).clamp_(0, 255)
+    out[..., 1:-1, 1:-1] = torch.floor(inner.add_(0.5)).clamp_(0, 255)
     return out
 
 
@@ -321,9 +320,19 @@ def to_theta(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.cat([linear, shift[..., None]], dim=-1)
 
 
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (n, C, H, W), align_corners=False)`` by broadcasting instead of a batched matmul
+    (which on a CPU costs more than the resampling it feeds)."""
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    t = theta[:, :, :, None, None]  # (n, 2, 3, 1, 1)
+    coords = t[:, :, 0] * xs[None, None, None, :] + t[:, :, 1] * ys[None, None, :, None] + t[:, :, 2]  # (n, 2, H, W)
+    return coords.permute(0, 2, 3, 1)
+
+
 def warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
     """Resample (n, C, H, W) through ``theta`` (n, 2, 3), out-of-image pixels ``fill`` (1, C, 1, 1); rounded."""
-    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    grid = affine_grid(theta.to(images.device, images.dtype), images.shape[-2], images.shape[-1])
     out = F.grid_sample(images - fill, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return torch.round(out.add_(fill)).clamp_(0, 255)
 

@@ -184,3 +184,11 @@ def test_cached_pipeline_applies_randaugment_on_the_device_and_resumes_its_draws
     restored = BatchAugment(32, mean, std, torch.device("cpu"), seed=99, randaugment=parse_policy(PAPER))
     restored.load_state_dict(state)
     assert torch.equal(restored(images, True), following)
+
+
+def test_affine_grid_equals_torchs():
+    from learngene.training.batch_randaugment import affine_grid, pil_affine, to_theta
+
+    theta = to_theta(pil_affine("Rotate", torch.tensor([17.0, -30.0], dtype=torch.float64), 12, 20), 12, 20).float()
+    expected = torch.nn.functional.affine_grid(theta, [2, 3, 12, 20], align_corners=False)
+    assert torch.allclose(affine_grid(theta, 12, 20), expected, atol=1e-6)
