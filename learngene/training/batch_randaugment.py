@@ -388,7 +388,7 @@ class BatchRandAugment:
             for name in (n for n in args if n in BLEND_OPS):
                 rows, argument = args[name]
                 index = rows.to(out.device)
-                out[index] = apply_op(name, out[index], argument, fill)
+                out.index_copy_(0, index, apply_op(name, out.index_select(0, index), argument, fill))
             self._affine_group(out, {n: a for n, a in args.items() if n in AFFINE_OPS}, fill)
         return out
 
@@ -397,12 +397,12 @@ class BatchRandAugment:
             return
         rows = torch.cat([r for r, _ in args.values()])
         index = rows.to(out.device)
-        sub = out[index]
+        sub = out.index_select(0, index)  # on a CPU several times faster than advanced indexing
         luts, start = [], 0
         for name, (r, argument) in args.items():
             luts.append(lut_for(name, sub[start:start + len(r)], argument.to(out.device)))
             start += len(r)
-        out[index] = apply_luts(sub, torch.cat(luts))
+        out.index_copy_(0, index, apply_luts(sub, torch.cat(luts)))
 
     def _affine_group(self, out: torch.Tensor, args: dict[str, tuple[torch.Tensor, torch.Tensor]],
                       fill: torch.Tensor) -> None:
@@ -412,4 +412,4 @@ class BatchRandAugment:
         rows = torch.cat([r for r, _ in args.values()])
         theta = torch.cat([to_theta(pil_affine(name, argument, h, w), h, w) for name, (_, argument) in args.items()])
         index = rows.to(out.device)
-        out[index] = warp(out[index], theta, fill, self.interpolation)
+        out.index_copy_(0, index, warp(out.index_select(0, index), theta, fill, self.interpolation))
