@@ -17,8 +17,9 @@ generator's state); each op then runs once per batch on the sub-batch of images 
   one ``affine_grid`` + ``grid_sample`` with PIL's coordinate convention (pixel centres at +0.5, rotation about the
   image centre, out-of-image pixels filled with the mean colour, timm's ``img_mean``). **Differences from PIL**:
   timm resamples bicubically with PIL's kernel (a = -0.5) and clamps neighbours at the image edge; here the
-  interpolation is torch's bicubic (a = -0.75; ``bilinear`` selectable, a little softer), and pixels within half a
-  pixel of the image edge blend towards the fill colour instead of switching to it. On a smooth test image the
+  interpolation is torch's bicubic (a = -0.75; ``bilinear`` selectable, a little softer, and what
+  :class:`~learngene.training.batch_augment.BatchAugment` uses on a CPU, where it costs about two thirds as much),
+  and pixels within half a pixel of the image edge blend towards the fill colour instead of switching to it. On a smooth test image the
   results differ by about 1 grey level on average, and by more than 8 levels on about 1-2 % of the pixels (the
   borders of the moved image); the tests state the bounds.
 
