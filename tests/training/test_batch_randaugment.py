@@ -192,3 +192,22 @@ def test_affine_grid_equals_torchs():
     theta = to_theta(pil_affine("Rotate", torch.tensor([17.0, -30.0], dtype=torch.float64), 12, 20), 12, 20).float()
     expected = torch.nn.functional.affine_grid(theta, [2, 3, 12, 20], align_corners=False)
     assert torch.allclose(affine_grid(theta, 12, 20), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("policy", "batched"), [(PAPER, True), ("rand-m9-tweights", False), ("none", None)])
+def test_the_cached_pipeline_batches_the_policy_it_can(tmp_path, monkeypatch, policy, batched):
+    from learngene.training.batch_augment import CachedRandAugment
+    from learngene.training.config import TrainConfig
+    from learngene.training.data import build_loaders, load_splits
+
+    monkeypatch.setenv("LEARNGENE_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = TrainConfig(model="vit_tiny_patch16_224", img_size=32, dataset="digits", batch_size=8, workers=0,
+                      device="cpu", randaugment=policy)
+    loaders = build_loaders(cfg, load_splits(cfg), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), data_pipeline="cached")
+    in_workers = loaders.train_loader.dataset.transform
+    if batched is None:
+        assert loaders.preprocess.randaugment is None and in_workers is None
+    elif batched:
+        assert loaders.preprocess.randaugment.policy == parse_policy(PAPER) and in_workers is None
+    else:  # weighted op sets: timm's PIL RandAugment in the loader workers, nothing batched
+        assert loaders.preprocess.randaugment is None and isinstance(in_workers, CachedRandAugment)
