@@ -170,6 +170,9 @@ def test_batched_randaugment_is_deterministic_given_the_generator():
     assert first.dtype == torch.float32 and first.shape == images.shape
     changed = (first != images.float()).flatten(1).any(1)
     assert 0 < changed.sum() < 16  # 2 layers at p 0.5: a quarter of the images untouched on average
+    # the GPU crop (roi_align) hands over fractional floats: rounded on entry, integer levels out
+    fractional = augment(images.float() + 0.3, torch.Generator().manual_seed(5))
+    assert torch.equal(fractional, first)
 
 
 def test_cached_pipeline_applies_randaugment_on_the_device_and_resumes_its_draws():
