@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from learngene.training.batch_randaugment import BatchRandAugment, RandAugmentPolicy
+from learngene.training.batch_randaugment import BatchRandAugment, RandAugmentPolicy, to_device
 
 DEFAULT_SCALE = (0.08, 1.0)  # timm's RandomResizedCrop defaults (ImageNet recipe, DeiT)
 DEFAULT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -105,14 +105,14 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int,
         return out
     from torchvision.ops import roi_align
 
-    boxes = boxes.to(images.device, torch.float32)
+    boxes = to_device(boxes, images.device, torch.float32)
     top, left, height, width = boxes.unbind(1)
     index = torch.arange(images.shape[0], device=images.device, dtype=torch.float32)
     rois = torch.stack([index, left, top, left + width, top + height], dim=1)
     out = roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                     aligned=True)
     if flipped:
-        chosen = torch.tensor(flipped, device=out.device)
+        chosen = to_device(torch.tensor(flipped), out.device)
         out[chosen] = out[chosen].flip(-1)
     return out
 

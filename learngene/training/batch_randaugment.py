@@ -174,6 +174,12 @@ def level_to_arg(name: str, magnitude: torch.Tensor, negate: torch.Tensor) -> to
     return torch.zeros_like(magnitude)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A small host tensor (parameters, indices) onto the device without a sync: the default blocking copy waits for
+    every kernel already queued on the stream; ``cudaMemcpyAsync`` from pageable memory only stages the bytes."""
+    return tensor.to(device=device, dtype=dtype, non_blocking=True)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Lookup-table ops: (n, C, 256) tables, applied together by one gather
 # ---------------------------------------------------------------------------------------------------------------------
@@ -247,7 +253,7 @@ def apply_luts(images: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------------
 def luma(images: torch.Tensor) -> torch.Tensor:
     """PIL's ``convert("L")``: (19595 R + 38470 G + 7471 B + 0x8000) >> 16, exact in float32 (< 2^24)."""
-    weights = torch.tensor([19595.0, 38470.0, 7471.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    weights = to_device(torch.tensor([19595.0, 38470.0, 7471.0]), images.device, images.dtype).view(1, 3, 1, 1)
     return torch.floor(((images * weights).sum(1, keepdim=True) + 32768.0) / 65536.0)
 
 
@@ -338,7 +344,7 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
     """Resample (n, C, H, W) through ``theta`` (n, 2, 3), out-of-image pixels ``fill`` (1, C, 1, 1); rounded."""
-    grid = affine_grid(theta.to(images.device, images.dtype), images.shape[-2], images.shape[-1])
+    grid = affine_grid(to_device(theta, images.device, images.dtype), images.shape[-2], images.shape[-1])
     out = F.grid_sample(images - fill, grid, mode=mode, padding_mode="zeros", align_corners=False)
     return torch.round(out.add_(fill)).clamp_(0, 255)
 
@@ -350,9 +356,9 @@ def apply_op(name: str, images: torch.Tensor, argument: torch.Tensor, fill: torc
              mode: str = "bicubic") -> torch.Tensor:
     """One op on a sub-batch with per-image arguments (float64 (n,) on the CPU, from :func:`level_to_arg`)."""
     if name in LUT_OPS:
-        return apply_luts(images, lut_for(name, images, argument.to(images.device)))
+        return apply_luts(images, lut_for(name, images, to_device(argument, images.device)))
     if name in BLEND_OPS:
-        return blend(degenerate(name, images), images, argument.to(images.device))
+        return blend(degenerate(name, images), images, to_device(argument, images.device))
     if name in AFFINE_OPS:
         h, w = images.shape[-2:]
         return warp(images, to_theta(pil_affine(name, argument, h, w), h, w), fill, mode)
@@ -382,7 +388,7 @@ class BatchRandAugment:
         """Apply the drawn layers in order; within a layer each image has at most one op, so the ops' sub-batches
         are disjoint and run one after the other on the same tensor."""
         out = images.float() if images.dtype == torch.uint8 else torch.round(images.float()).clamp_(0, 255)
-        fill = torch.tensor(self.fill, device=out.device, dtype=out.dtype).view(1, -1, 1, 1)
+        fill = to_device(torch.tensor(self.fill), out.device, out.dtype).view(1, -1, 1, 1)
         ops = self.policy.ops
         for layer in range(draw.ops.shape[0]):
             chosen = draw.ops[layer]
@@ -393,7 +399,7 @@ class BatchRandAugment:
             self._lut_group(out, {n: a for n, a in args.items() if n in LUT_OPS})
             for name in (n for n in args if n in BLEND_OPS):
                 rows, argument = args[name]
-                index = rows.to(out.device)
+                index = to_device(rows, out.device)
                 out.index_copy_(0, index, apply_op(name, out.index_select(0, index), argument, fill))
             self._affine_group(out, {n: a for n, a in args.items() if n in AFFINE_OPS}, fill)
         return out
@@ -402,11 +408,11 @@ class BatchRandAugment:
         if not args:
             return
         rows = torch.cat([r for r, _ in args.values()])
-        index = rows.to(out.device)
+        index = to_device(rows, out.device)
         sub = out.index_select(0, index)  # on a CPU several times faster than advanced indexing
         luts, start = [], 0
         for name, (r, argument) in args.items():
-            luts.append(lut_for(name, sub[start:start + len(r)], argument.to(out.device)))
+            luts.append(lut_for(name, sub[start:start + len(r)], to_device(argument, out.device)))
             start += len(r)
         out.index_copy_(0, index, apply_luts(sub, torch.cat(luts)))
 
@@ -417,5 +423,5 @@ class BatchRandAugment:
         h, w = out.shape[-2:]
         rows = torch.cat([r for r, _ in args.values()])
         theta = torch.cat([to_theta(pil_affine(name, argument, h, w), h, w) for name, (_, argument) in args.items()])
-        index = rows.to(out.device)
+        index = to_device(rows, out.device)
         out.index_copy_(0, index, warp(out.index_select(0, index), theta, fill, self.interpolation))
