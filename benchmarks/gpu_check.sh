@@ -9,6 +9,7 @@
 #       synthetic device-resident batches, ratios engine / synthetic (goal >= 0.9) and engine / hand (>= 0.95)
 #   mad_cuda.json                         benchmarks/mad_throughput.py on cuda: MAD statistics vs plain forward (<= 1.3)
 #   data_pipeline_cuda.json, data_pipeline_none_cuda.json   benchmarks/data_pipeline.py on cuda, PIL vs cached
+#   sync_cached.json                      benchmarks/sync_check.py: synchronising CUDA calls per training step (goal 0)
 # Every step has its own time limit, so the script ends in time even if one hangs; it exits 1 if any step failed.
 # Environment (each value is passed as one argument, never evaluated): PYTHON (default .venv/bin/python, else
 # python3), DEVICE (default cuda), SMOKE=1 (tiny sizes: checks the plumbing on a CPU in a few minutes).
@@ -31,12 +32,14 @@ if [ "${SMOKE:-0}" = 1 ]; then
     TRAIN=(--jpegs 48 --img-size 32 --batch-size 8 --steps 2 --rounds 1 --model vit_tiny_patch16_224)
     MAD=(--batch-size 2 --batches 1 --repeats 1 --force)
     PIPE=(--images 32 --batch-size 8 --batches 1 --rounds 1 --img-size 64)
-    LIMIT_TRAIN=300 LIMIT_COMPILE=300 LIMIT_MAD=200 LIMIT_PIPE=200
+    SYNC=(--img-size 32 --batch-size 8 --steps 2 --workers 1)
+    LIMIT_TRAIN=300 LIMIT_COMPILE=300 LIMIT_MAD=200 LIMIT_PIPE=200 LIMIT_SYNC=200
 else
     TRAIN=(--jpegs 1024 --steps 7 --rounds 3)
     MAD=(--batch-size 64 --batches 4 --repeats 5)
     PIPE=(--images 512 --batch-size 64 --batches 4 --rounds 3)
-    LIMIT_TRAIN=75 LIMIT_COMPILE=200 LIMIT_MAD=40 LIMIT_PIPE=45
+    SYNC=(--steps 8)
+    LIMIT_TRAIN=70 LIMIT_COMPILE=180 LIMIT_MAD=40 LIMIT_PIPE=40 LIMIT_SYNC=35
 fi
 
 failed=0
@@ -77,6 +80,9 @@ pipe=(benchmarks/data_pipeline.py --device "$DEVICE" --workers "$WORKERS" "${PIP
 step data_pipeline_cuda "$LIMIT_PIPE" "$PY" "${pipe[@]}" --output "$OUT/data_pipeline_cuda.json"
 step data_pipeline_none_cuda "$LIMIT_PIPE" "$PY" "${pipe[@]}" --randaugment none \
     --output "$OUT/data_pipeline_none_cuda.json"
+
+step sync_cached "$LIMIT_SYNC" "$PY" benchmarks/sync_check.py --device "$DEVICE" --data-pipeline cached "${SYNC[@]}" \
+    --output "$OUT/sync_cached.json"
 
 uptime > "$OUT/load_after.txt"
 echo "results in $OUT (failed steps: $failed)"
