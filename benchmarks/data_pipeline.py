@@ -72,7 +72,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--randaugment", default="rand-m9-mstd0.5-inc1")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice); 1 on a shared machine "
+                        "keeps both sides from spinning against other jobs")
+    parser.add_argument("--output", type=Path, help="also write the JSON record to this file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from learngene.training.config import TrainConfig
     from learngene.training.data import build_loaders, load_splits
@@ -99,7 +104,7 @@ def main() -> None:
         load_after = os.getloadavg()[0]
     p, c = (statistics.median(r[0] for r in rates) for rates in (pil_rates, cached_rates))
     p_cpu, c_cpu = (statistics.median(r[1] for r in rates) for rates in (pil_rates, cached_rates))
-    print(json.dumps({
+    record = {
         "device": args.device, "img_size": args.img_size, "source_image_size": list(args.image_size),
         "train_images": len(splits.train), "batch_size": args.batch_size, "workers": args.workers,
         "randaugment": args.randaugment, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
@@ -109,7 +114,10 @@ def main() -> None:
         "pil_images_per_cpu_s": round(p_cpu, 1), "cached_images_per_cpu_s": round(c_cpu, 1),
         "cached_over_pil_cpu": round(c_cpu / p_cpu, 2),
         "pil_rounds": [round(r[0], 1) for r in pil_rates], "cached_rounds": [round(r[0], 1) for r in cached_rates],
-    }))
+    }
+    print(json.dumps(record))
+    if args.output:
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,15 @@ on whole batches, on the device the model trains on:
 - evaluation: the cached square is the short-side resize to ``img_size / crop_pct`` already, so evaluation is a
   centre crop (plus a batched antialiased resize when the cache side differs from that size).
 
+- RandAugment (the paper's ``rand-m9-mstd0.5-inc1``) on the cropped, flipped uint8-valued batch, before
+  normalisation, as timm orders it: :class:`~learngene.training.batch_randaugment.BatchRandAugment`, per-image op and
+  magnitude, each op batched over the images that drew it (see that module for where it differs from PIL). A policy
+  it cannot batch (timm's weighted ``t...`` op sets) falls back to timm's PIL RandAugment in the loader workers on
+  the cached square (:class:`CachedRandAugment`), before the crop.
+
 Mixup/CutMix stay with timm's ``Mixup``, which the engine already applies on the device to whole batches in both
-pipelines. RandAugment (``rand-m9-mstd0.5-inc1``) is not batched: with the cached pipeline it runs in the loader
-workers on the cached uint8 square with timm's own PIL implementation (:class:`CachedRandAugment`), *before* the crop
-instead of after it. Its geometric ops (rotate, shear, translate) therefore act on the 1.14x larger square and the
-crop then sees their borders less often; translations are timm's absolute pixel amounts (0.45 x img_size).
+pipelines. All random draws (boxes, flips, RandAugment ops, erase boxes) come from one CPU ``torch.Generator``,
+whose state checkpoints save (:meth:`BatchAugment.state_dict`) so a resumed run draws what an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from learngene.training.batch_randaugment import BatchRandAugment, RandAugmentPolicy, to_device
 
 DEFAULT_SCALE = (0.08, 1.0)  # timm's RandomResizedCrop defaults (ImageNet recipe, DeiT)
 DEFAULT_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -99,14 +105,14 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int,
         return out
     from torchvision.ops import roi_align
 
-    boxes = boxes.to(images.device, torch.float32)
+    boxes = to_device(boxes, images.device, torch.float32)
     top, left, height, width = boxes.unbind(1)
     index = torch.arange(images.shape[0], device=images.device, dtype=torch.float32)
     rois = torch.stack([index, left, top, left + width, top + height], dim=1)
     out = roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
                     aligned=True)
     if flipped:
-        chosen = torch.tensor(flipped, device=out.device)
+        chosen = to_device(torch.tensor(flipped), out.device)
         out[chosen] = out[chosen].flip(-1)
     return out
 
@@ -132,13 +138,14 @@ def sample_erase_boxes(count: int, height: int, width: int, probability: float, 
     return torch.stack([top, left, h, w], dim=1) * keep[:, None]
 
 
-def erase(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def erase(images: torch.Tensor, boxes: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Fill each image's box with standard-normal noise per pixel (timm's ``pixel`` mode on normalised input), in
-    place. Boxes live on the CPU (they are drawn there), so the loop over erased images never syncs the device."""
+    place. Boxes live on the CPU (they are drawn there), so the loop over erased images never syncs the device.
+    ``generator`` (on the images' device) draws the noise; torch's global one when None."""
     for index, (top, left, height, width) in enumerate(boxes.tolist()):
         if height and width:
             region = images[index, :, top:top + height, left:left + width]
-            region.copy_(torch.randn(region.shape, device=images.device, dtype=images.dtype))
+            region.copy_(torch.randn(region.shape, device=images.device, dtype=images.dtype, generator=generator))
     return images
 
 
@@ -156,12 +163,15 @@ class BatchAugment:
         crop_pct: evaluation crop fraction (0.875; 1.0 for the built-in sets rendered at model size).
         hflip: flip probability (training).
         seed: seeds the parameter generator (boxes and flips are drawn on the CPU: a few numbers per image).
+        randaugment: a batchable RandAugment policy (:func:`~learngene.training.batch_randaugment.parse_policy`),
+            or None.
+        mean_fill: the RandAugment fill colour (timm: the mean x 255, rounded).
     """
 
     def __init__(self, img_size: int, mean: Sequence[float], std: Sequence[float], device: torch.device,
                  channels_last: bool = False, erase_prob: float = 0.0, crop_pct: float = 0.875,
                  hflip: float = 0.5, scale: Sequence[float] = DEFAULT_SCALE, ratio: Sequence[float] = DEFAULT_RATIO,
-                 seed: int = 0) -> None:
+                 seed: int = 0, randaugment: RandAugmentPolicy | None = None) -> None:
         self.img_size, self.crop_pct, self.hflip = int(img_size), float(crop_pct), float(hflip)
         self.scale, self.ratio, self.erase_prob = tuple(scale), tuple(ratio), float(erase_prob)
         # (x - 255 mean) / (255 std) as one multiply-add: x * scale + shift
@@ -170,6 +180,20 @@ class BatchAugment:
         self.norm_shift = torch.tensor(shift, device=device).view(1, 3, 1, 1)
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.noise_generator = torch.Generator(device=device)  # erasing noise, reseeded from ``generator``
+        self.randaugment = None
+        if randaugment is not None:
+            fill = tuple(min(255, round(255 * m)) for m in mean)  # timm's img_mean hparam
+            # bicubic as timm on a GPU; on a CPU bilinear resampling costs about two thirds as much (see
+            # docs/benchmarks.md), like the crop there which already resamples bilinearly
+            self.randaugment = BatchRandAugment(randaugment, fill, "bicubic" if device.type == "cuda" else "bilinear")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameter generator's state (a uint8 tensor: checkpoints load it with ``weights_only``)."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
 
     def train_params(self, count: int, side: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Crop boxes (count, 4), flip flags (count,) and erase boxes (count, 4) for one batch."""
@@ -183,11 +207,16 @@ class BatchAugment:
         if train:
             boxes, flips, erase_boxes = self.train_params(images.shape[0], images.shape[-1])
             out = crop_and_resize(images, boxes, self.img_size, flips)
-            out = torch.addcmul(self.norm_shift, out, self.norm_scale)  # uint8 on a CPU: promoted here, once
+            if self.randaugment is not None:
+                out = self.randaugment(out, self.generator)
+            # x * scale + shift; a multiply and an in-place add are ~4x cheaper on a CPU than a broadcast addcmul
+            out = (out.float() if out.dtype != torch.float32 else out).mul_(self.norm_scale).add_(self.norm_shift)
             if self.erase_prob > 0:
-                out = erase(out, erase_boxes)
+                # the noise generator lives on the device; its seed comes from the checkpointed CPU generator
+                seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
+                out = erase(out, erase_boxes, self.noise_generator.manual_seed(seed))
         else:
-            out = torch.addcmul(self.norm_shift, self.evaluation_crop(images), self.norm_scale)
+            out = self.evaluation_crop(images).mul(self.norm_scale).add_(self.norm_shift)
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         return out

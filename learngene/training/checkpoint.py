@@ -1,4 +1,5 @@
-"""Checkpoints of a run (model, optimizer, scheduler, scaler, EMA, step, RNG states) and their safe loading.
+"""Checkpoints of a run (model, optimizer, scheduler, scaler, EMA, step, RNG states including the batched
+augmentation's generator) and their safe loading.
 
 Everything saved is tensors, numbers, strings, lists and dicts, so :func:`load_checkpoint` can use
 ``torch.load(weights_only=True)`` and never unpickle arbitrary objects from a file.
@@ -49,6 +50,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def augment_state(preprocess: Any) -> dict[str, Any] | None:
+    """The batched augmentation's generator state (the ``cached`` pipeline's crops, flips, RandAugment ops and erase
+    boxes are all drawn from it), or None for preprocessing that draws nothing of its own."""
+    state_dict = getattr(preprocess, "state_dict", None)
+    return state_dict() if callable(state_dict) else None
+
+
+def set_augment_state(preprocess: Any, state: dict[str, Any] | None, rank: int = 0) -> None:
+    """Restore :func:`augment_state` into ``preprocess`` (a checkpoint without one leaves it as seeded).
+
+    Only rank 0 writes checkpoints, so every rank gets rank 0's state; the other ranks then re-seed from it plus their
+    rank (as :mod:`runner` does for torch's global generator), so ranks keep drawing different augmentations.
+    """
+    load = getattr(preprocess, "load_state_dict", None)
+    if state is None or not callable(load):
+        return
+    load(state)
+    if rank:
+        generator = torch.Generator()
+        generator.set_state(state["generator"])
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) + rank
+        load({"generator": torch.Generator().manual_seed(seed).get_state()})
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -457,8 +457,8 @@ def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float]
 
     ``pil``: timm's transforms in the loader workers (uint8 handed to the GPU and normalised there on CUDA).
     ``cached``: the decoded-once cache (built on first use by rank 0, the other ranks wait) and
-    :class:`~learngene.training.batch_augment.BatchAugment` on the device; RandAugment, when on, runs in the
-    workers on the cached squares.
+    :class:`~learngene.training.batch_augment.BatchAugment` on the device, RandAugment included (batched; only a
+    policy the batched code does not cover runs in the workers, with timm's PIL ops, on the cached squares).
     """
     from learngene.training.distributed import barrier
 
@@ -474,6 +474,7 @@ def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float]
         preprocess = DevicePreprocess(mean, std, device, channels_last, cfg.reprob) if on_device else None
     else:
         from learngene.training.batch_augment import BatchAugment, CachedRandAugment
+        from learngene.training.batch_randaugment import parse_policy
         from learngene.training.image_cache import cached_dataset
 
         def caches() -> tuple[Dataset, Dataset]:
@@ -488,10 +489,13 @@ def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float]
             barrier()
             train_cache, val_cache = caches()
         policy = cfg.randaugment_policy
-        train_ds = CachedSplit(train_cache, CachedRandAugment(policy, cfg.img_size, mean) if policy else None)
+        batched = parse_policy(policy) if policy else None  # None: a policy only timm's PIL code implements
+        in_workers = CachedRandAugment(policy, cfg.img_size, mean) if policy and batched is None else None
+        train_ds = CachedSplit(train_cache, in_workers)
         val_ds = CachedSplit(val_cache)
         preprocess = BatchAugment(cfg.img_size, mean, std, device, channels_last, cfg.reprob,
-                                  crop_pct=1.0 if splits.builtin else 0.875, seed=cfg.seed * 1_000_003 + rank)
+                                  crop_pct=1.0 if splits.builtin else 0.875, seed=cfg.seed * 1_000_003 + rank,
+                                  randaugment=batched)
     pin = device.type == "cuda"
     train_sampler = ResumableSampler(len(train_ds), rank, world_size, shuffle=True, seed=cfg.seed)
     val_sampler = ResumableSampler(len(val_ds), rank, world_size, shuffle=False, pad=False)

@@ -21,6 +21,38 @@ from learngene.training.distributed import all_reduce_sum
 from learngene.training.optim import WarmupCosine
 
 
+class RunningMetrics:
+    """Training loss and top-1 summed on the device between two log lines, read with one transfer.
+
+    The step adds to device tensors only (no ``.item()``), so the host never waits for the device inside the loop;
+    the runner calls :meth:`read` every ``log_every`` steps. With mixup/CutMix the targets are soft and top-1 counts
+    predictions of each mixed target's largest class.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss summed over steps, correct images
+        self.images = 0  # counted on the host: a Python number needs no transfer
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """One micro-batch: its share of the step's mean loss (0-d; the loss divided by the number of micro-batches)
+        and its logits and (hard or soft) targets."""
+        labels = targets.argmax(dim=1) if targets.ndim == 2 else targets
+        correct = (logits.detach().argmax(dim=1) == labels).sum()
+        self.sums += torch.stack([loss.detach().double(), correct.double()])
+        self.images += int(labels.shape[0])
+
+    def read(self, steps: int) -> dict[str, float]:
+        """``{"loss": mean step loss, "top1": percent}`` over the last ``steps`` steps, then start over."""
+        loss, correct = self.sums.tolist()
+        images = self.images
+        self.reset()
+        return {"loss": loss / max(steps, 1), "top1": 100.0 * correct / images if images else float("nan")}
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.images = 0
+
+
 @dataclass
 class StepContext:
     """What a training step needs.
@@ -33,6 +65,7 @@ class StepContext:
         mixup: timm ``Mixup`` (on-device batch mixing), or None.
         preprocess: turns uint8 batches into normalised float ones on the device (``DevicePreprocess``), or None
             when the loader already normalises.
+        running: where each step's loss and top-1 are summed on the device for the log lines, or None.
     """
 
     model: nn.Module
@@ -49,6 +82,7 @@ class StepContext:
     ema_target: nn.Module | None = None
     channels_last: bool = False
     preprocess: Callable[[torch.Tensor, bool], torch.Tensor] | None = None  # on-device normalisation of uint8 input
+    running: RunningMetrics | None = None  # device-side sums the runner reads at each log line
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -109,8 +143,11 @@ def train_one_epoch(ctx: StepContext, batches: Iterable[tuple[torch.Tensor, torc
         sync = contextlib.nullcontext() if boundary or ddp_no_sync is None else ddp_no_sync()
         with sync:
             with ctx.autocast():
-                loss = ctx.criterion(model(images), targets)
+                logits = model(images)
+                loss = ctx.criterion(logits, targets)
             scaled = loss / ctx.accum_steps
+            if ctx.running is not None:
+                ctx.running.add(scaled, logits, targets)
             if ctx.scaler is not None:
                 ctx.scaler.scale(scaled).backward()
             else:

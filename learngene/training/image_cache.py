@@ -225,8 +225,10 @@ def build_cache(dataset: Dataset, path: Path, key: str, side: int, *, workers: i
         targets = np.memmap(tmp, np.int64, "r+", HEADER_BYTES, (count,))
         crcs = np.memmap(tmp, np.uint32, "r+", HEADER_BYTES + 8 * count, (count,))
         images = np.memmap(tmp, np.uint8, "r+", HEADER_BYTES + 12 * count, (count, side, side, 3))
+        # Its own generator: a DataLoader without one draws its base seed from torch's global RNG, and a run that
+        # builds the cache would then train on different random draws than one that finds it built.
         loader = DataLoader(_Squares(dataset, side), batch_size=None, num_workers=workers,
-                            prefetch_factor=8 if workers else None)
+                            prefetch_factor=8 if workers else None, generator=torch.Generator().manual_seed(0))
         for index, (square, target) in enumerate(loader):
             square = np.asarray(square, dtype=np.uint8)
             images[index] = square

@@ -37,11 +37,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
+def adamw_kernels(model: nn.Module) -> dict[str, bool]:
+    """How AdamW should step: ``fused`` (one kernel for all parameters) when every parameter is a floating-point
+    CUDA tensor, else ``foreach`` (multi-tensor ops; torch's default on a CPU is the slower per-parameter loop).
+
+    timm's ``create_optimizer_v2`` forwards ``foreach`` itself and any other keyword (``fused``) to
+    ``torch.optim.AdamW``; only one of the two may be set.
+    """
+    params = list(model.parameters())
+    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {"foreach": True}
+
+
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW (betas 0.9/0.999, eps 1e-8; fused kernels where the parameters live on CUDA) over :func:`param_groups`."""
-    on_cuda = any(p.is_cuda for p in model.parameters())
+    """AdamW (betas 0.9/0.999, eps 1e-8, :func:`adamw_kernels`) over :func:`param_groups`."""
     return create_optimizer_v2(param_groups(model, weight_decay), opt="adamw", lr=lr, weight_decay=weight_decay,
-                               betas=(0.9, 0.999), eps=1e-8, fused=True if on_cuda else None)
+                               betas=(0.9, 0.999), eps=1e-8, **adamw_kernels(model))
 
 
 class WarmupCosine:

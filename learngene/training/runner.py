@@ -30,7 +30,7 @@ from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
 from learngene.training.data import build_loaders, load_splits
 from learngene.training.distributed import DistInfo, any_rank, barrier
-from learngene.training.engine import StepContext, evaluate, train_one_epoch
+from learngene.training.engine import RunningMetrics, StepContext, evaluate, train_one_epoch
 from learngene.training.metrics_log import MetricsLogger
 from learngene.training.model import build_model
 from learngene.training.optim import WarmupCosine, build_optimizer
@@ -233,7 +233,8 @@ class Runner:
         self.ctx = StepContext(model=net, optimizer=optimizer, scheduler=self.scheduler, criterion=criterion,
                                device=device, accum_steps=cfg.accum_steps, amp_dtype=self.amp_dtype,
                                scaler=self.scaler, mixup=mixup, clip_grad=cfg.clip_grad, ema=self.ema,
-                               ema_target=model, channels_last=self.channels_last, preprocess=self.preprocess)
+                               ema_target=model, channels_last=self.channels_last, preprocess=self.preprocess,
+                               running=RunningMetrics(device))
         self.workers, self.data_pipeline = loaders.workers, loaders.pipeline
         if dist.is_main:
             self._write_repro()
@@ -274,6 +275,7 @@ class Runner:
             "config": self.config.to_dict(),
             "classes": self.classes,
             "rng": ckpt.rng_state(),
+            "augment_rng": ckpt.augment_state(self.preprocess),
         }
 
     def save(self, name: str) -> None:
@@ -303,6 +305,7 @@ class Runner:
         self.epoch = int(state["epoch"])
         self.best_top1 = state.get("best_top1")
         ckpt.set_rng_state(state["rng"])
+        ckpt.set_augment_state(self.preprocess, state.get("augment_rng"), self.dist.rank)
         # Each rank draws its own augmentations: offset the restored generator by rank like seed_everything does.
         if self.dist.rank:
             torch.manual_seed(int(torch.randint(0, 2**31, (1,)).item()) + self.dist.rank)
@@ -321,16 +324,18 @@ class Runner:
             raise run_dir_deleted(self.run_dir)
         stop = any_rank(self.stop.requested, self.device) if self.dist.distributed else self.stop.requested
         if step % self.config.log_every == 0 or step == self.total_steps or stop:
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise LearngeneError(f"training loss became {value} at step {step}: lower the learning rate "
-                                     f"(--lr) or enable --clip-grad")
             now = time.perf_counter()
             elapsed = max(now - self._interval_start, 1e-9)
             steps_in_interval = max(1, step - self._interval_step)
+            # the only host-device sync of the loop: the interval's sums, read once per log line
+            running = self.ctx.running.read(steps_in_interval)
+            value = running["loss"]
+            if not math.isfinite(value):
+                raise LearngeneError(f"training loss became {value} at step {step}: lower the learning rate "
+                                     f"(--lr) or enable --clip-grad")
             seconds_per_step = elapsed / steps_in_interval
             record: dict[str, Any] = {
-                "kind": "train", "step": step, "epoch": self.epoch, "loss": value,
+                "kind": "train", "step": step, "epoch": self.epoch, "loss": value, "train_top1": running["top1"],
                 "lr": self.scheduler.get_last_lr(), "images_per_s": self._interval_images / elapsed,
                 "eta_s": seconds_per_step * (self.total_steps - step),
             }
@@ -371,6 +376,7 @@ class Runner:
         self.epoch = epoch
         self.train_sampler.set_epoch(epoch, offset * cfg.accum_steps * cfg.batch_size)
         self._interval_start, self._interval_images, self._interval_step = time.perf_counter(), 0, self.step
+        self.ctx.running.reset()
         result = train_one_epoch(self.ctx, self.train_loader, self.step, num_steps, on_step=self._on_step)
         self.step = result["step"]
         return result

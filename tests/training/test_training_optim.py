@@ -80,11 +80,12 @@ def test_the_optimizer_takes_the_same_steps_as_adamw_built_by_hand():
     reference = Wrapped()
     reference.load_state_dict(model.state_dict())
     ours = build_optimizer(model, lr=1e-2, weight_decay=0.05)
+    assert ours.defaults["foreach"] is True and not ours.defaults["fused"]  # multi-tensor kernels on a CPU
     named = dict(reference.named_parameters())
     matrices = [named["backbone." + n] for n in sorted(MATRICES)]
     others = [p for n, p in named.items() if n.removeprefix("backbone.") not in MATRICES]
     by_hand = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.05}, {"params": others, "weight_decay": 0.0}],
-                                lr=1e-2, betas=(0.9, 0.999), eps=1e-8)
+                                lr=1e-2, betas=(0.9, 0.999), eps=1e-8, foreach=False)  # the per-parameter loop
     images = torch.randn(4, 3, 32, 32)
     for _ in range(3):
         for net, optimizer in ((model, ours), (reference, by_hand)):
