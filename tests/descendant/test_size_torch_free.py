@@ -91,3 +91,12 @@ def test_size_command_imports_neither_torch_nor_timm(argv):
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert done.stdout
     assert not {"torch", "timm", "sklearn", "scipy"} & imported
+
+
+def test_cheap_descendant_modules_import_no_torch():
+    code = ("import sys, learngene.descendant.size, learngene.descendant.spec, learngene.descendant.config, "
+            "learngene.design_options, learngene.descendant.arch; "
+            "print(sorted({'torch', 'timm'} & set(sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"
