@@ -100,3 +100,16 @@ def test_cheap_descendant_modules_import_no_torch():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", ["learngene.descendant", "learngene.ancestors"])
+def test_every_lazy_public_name_resolves_to_its_defining_module(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        value = getattr(module, name)
+        defining = importlib.import_module(module._EXPORTS[name])
+        assert value is getattr(defining, name), name
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
