@@ -16,12 +16,17 @@ INIT_METHODS = (
     "ancestor",
     "heuristic-learngene-layers-only",
     "auto-learngene-layers-only",
+    "weight-transformation",
 )
 # The layer-copying baselines. The plain names follow the authors' loader (the copied layers plus the patch
 # embedding, class token, position embedding and final norm); the ``-layers-only`` names copy the layers alone, as
 # the paper's prose describes them.
 LAYER_BASELINES = ("heuristic-learngene", "auto-learngene")
 LAYERS_ONLY_BASELINES = ("heuristic-learngene-layers-only", "auto-learngene-layers-only")
+# Weight-Transformation (MiniViT's weight multiplexing, the paper's Table 2 baseline): this many consecutive layers
+# share one ancestor block's attention and FFN (Mini-DeiT shares 2, halving the distinct blocks of a 12-layer DeiT).
+WEIGHT_TRANSFORMATION = "weight-transformation"
+DEFAULT_SHARE_LAYERS = 2
 # ``none``: this project's reading of the paper. ``authors``: reproduce the authors' code (learngene.descendant.parity).
 PARITY_MODES = ("none", "authors")
 HEAD_ORDERS = ("priority", "original", "ascending-mad", "descending-mad")

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                        help="cluster-learngene (default) | scratch | heuristic-learngene | auto-learngene (these two "
                             "also inherit embeddings and final norm, as the authors' loader; their models have "
                             "--depth 12) | heuristic-learngene-layers-only | auto-learngene-layers-only (the copied "
-                            "layers alone) | pretrained-prune | ancestor")
+                            "layers alone) | pretrained-prune | ancestor | weight-transformation (MiniViT-style: "
+                            "pairs of layers share one ancestor block, each with its own head mixing)")
     build.add_argument("--stats", help="STATS.json from `learngene analyze` on this ancestor (default: computed "
                                        "now on the built-in probe images when the method needs it)")
     build.add_argument("--stats-any", action="store_true",

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from learngene.compare.execute import STATS_FILE, descendant_dir
+from learngene.compare.execute import STATS_FILE, descendant_dir, statistics_plan
 from learngene.compare.plan import ComparisonPlan, Job, dataset_classes, dataset_key
 from learngene.errors import LearngeneError
 
@@ -45,8 +45,9 @@ def build_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
     variant = job.variant
     argv += ["--init", variant.init, "--seed", str(job.seed)]
     if variant.init == "cluster-learngene":
-        argv += ["--stats", plan.stats or str(out / STATS_FILE)]
-        argv += ["--eps", f"{plan.eps_for(variant):g}", "--min-heads", str(plan.min_heads_for(variant))]
+        if variant.needs_statistics:  # a parity row uses the authors' S_l: no statistics, no clustering
+            argv += ["--stats", plan.stats or str(out / STATS_FILE)]
+            argv += ["--eps", f"{plan.eps_for(variant):g}", "--min-heads", str(plan.min_heads_for(variant))]
         options = variant.spec_options
         if "ffn_groups" in options:
             argv += ["--ffn-groups", _groups_text(options["ffn_groups"])]
@@ -86,8 +87,9 @@ def dry_run(plan: ComparisonPlan, out: str | Path, *, check_data: bool = False) 
     downloaded) and class count.
 
     Returns:
-        ``{"plan", "datasets": {name: {...}}, "jobs": [{"key", "heads", "params", "inherited_params", "config",
-        "build", "train"}...]}`` where ``config`` is the run's TrainConfig dict and ``build`` / ``train`` are
+        ``{"plan", "datasets": {name: {...}}, "statistics", "jobs": [{"key", "heads", "params",
+        "inherited_params", "inherited_distinct_params", "config", "build", "train"}...]}`` where ``statistics``
+        says whether the head statistics are needed and where they come from, ``config`` is the run's TrainConfig dict and ``build`` / ``train`` are
         argument lists.
 
     Raises:
@@ -124,9 +126,10 @@ def dry_run(plan: ComparisonPlan, out: str | Path, *, check_data: bool = False) 
         config = plan.train_config(job, descendant_dir(Path(out), job))
         _validate_config(config)
         jobs.append({"key": job.key, "heads": list(spec.heads), "num_classes": spec.num_classes,
-                     "params": size.params, "inherited_params": size.inherited_params, "config": config.to_dict(),
+                     "params": size.params, "inherited_params": size.inherited_params,
+                     "inherited_distinct_params": size.inherited_distinct_params, "config": config.to_dict(),
                      "build": build_command(plan, job, out), "train": train_command(plan, job, out)})
-    return {"plan": plan.to_dict(), "datasets": datasets, "jobs": jobs}
+    return {"plan": plan.to_dict(), "datasets": datasets, "statistics": statistics_plan(plan, Path(out)), "jobs": jobs}
 
 
 def format_dry_run(result: dict[str, Any]) -> str:
@@ -137,8 +140,12 @@ def format_dry_run(result: dict[str, Any]) -> str:
     for name, info in result["datasets"].items():
         extra = f", {info['train_images']} train / {info['val_images']} val images" if "train_images" in info else ""
         lines.append(f"dataset {name}: {info['num_classes'] or 'unknown number of'} classes{extra}")
+    lines.append(result["statistics"])
     for job in result["jobs"]:
+        distinct = job["inherited_distinct_params"]
+        distinct = "unknown before clustering" if distinct is None else f"{distinct:,}"
         lines += ["", f"# {job['key']}: heads {job['heads']}, {job['params']:,} parameters, "
-                      f"{job['inherited_params']:,} inherited (preview)",
+                      f"{job['inherited_params']:,} inherited counting every head slot, {distinct} distinct "
+                      "ancestor values (preview)",
                   shlex.join(job["build"]), shlex.join(job["train"])]
     return "\n".join(lines)

@@ -118,6 +118,17 @@ def merged_plan(out: Path, plan: ComparisonPlan) -> dict[str, Any]:
     return current
 
 
+def check_row_specs(plan: ComparisonPlan) -> None:
+    """Resolve every row's descendant against the ancestor's architecture (meta device: no weights, no download),
+    so a shape a row cannot build (e.g. an odd depth for weight-transformation) is refused before anything is
+    written, not after the first rows have been queued."""
+    from learngene.descendant.arch import summary_without_weights
+
+    summary = summary_without_weights(plan.ancestor, plan.arch)
+    for variant in plan.variants:
+        plan.descendant_spec(Job(plan.datasets[0], variant, plan.seeds[0]), None).resolve(summary)
+
+
 # ------------------------------------------------------------------------------------------------------ statistics
 def load_or_compute_distances(plan: ComparisonPlan, ancestor, out: Path, progress: Progress) -> np.ndarray:
     """The ancestor's (L, H) mean attention distances: the plan's statistics file, ``OUT/stats.json`` from an
@@ -144,6 +155,18 @@ def load_or_compute_distances(plan: ComparisonPlan, ancestor, out: Path, progres
             "heads; compute them on this ancestor"
         )
     return table
+
+
+def statistics_plan(plan: ComparisonPlan, out: Path) -> str:
+    """One line saying whether and where the head statistics come from (the slow part of a first build)."""
+    if not plan.needs_statistics:
+        return ("head statistics: not needed (no row clusters heads: baselines, scratch and parity=authors rows "
+                "only), none computed")
+    if plan.stats:
+        return f"head statistics: read from {plan.stats}"
+    if (Path(out) / STATS_FILE).is_file():
+        return f"head statistics: reused from {Path(out) / STATS_FILE}"
+    return f"head statistics: computed once on the built-in probe images into {Path(out) / STATS_FILE}"
 
 
 def cluster_counts(distances: np.ndarray, eps: float, min_heads: int, depth: int) -> tuple[list[int], int]:
@@ -205,11 +228,14 @@ def _descendant_facts(directory: Path) -> dict[str, Any]:
     try:
         config = DescendantConfig.load(directory)
     except LearngeneError:
-        return {key: None for key in ("params", "inherited_params", "trainable_params", "heads_per_layer",
-                                      "ffn_groups")}
+        return {key: None for key in ("params", "inherited_params", "inherited_distinct_params", "trainable_params",
+                                      "heads_per_layer", "ffn_groups")}
     return {
         "params": config.params,
+        # Both figures as the build recorded them (learngene.descendant.size defines them): every head slot, and
+        # the distinct ancestor values behind them.
         "inherited_params": config.inherited_params,
+        "inherited_distinct_params": config.inherited_distinct_params,
         "trainable_params": config.trainable_params,
         "heads_per_layer": config.heads_per_layer,
         "ffn_groups": config.provenance.get("ffn_groups"),
@@ -222,7 +248,7 @@ def _base_record(plan: ComparisonPlan, job: Job, out: Path, distances: np.ndarra
         "method": job.variant.init, "seed": job.seed, "descendant": str(descendant_dir(out, job)),
         "eps": plan.eps_for(job.variant) if job.variant.init == "cluster-learngene" else None,
     }
-    if distances is not None and job.variant.init == "cluster-learngene":
+    if distances is not None and job.variant.needs_statistics:  # parity rows use the authors' S_l, not these
         depth = plan.depth or distances.shape[0]
         per_layer, total = cluster_counts(distances, plan.eps_for(job.variant), plan.min_heads_for(job.variant), depth)
         record.update(clusters_per_layer=per_layer, clusters_total=total)
@@ -279,6 +305,7 @@ def run_comparison(
     if threads is not None and threads < 1:
         raise LearngeneError(f"threads must be at least 1 (got {threads})")
     make_launcher(launcher, dict(launcher_options or {}))
+    check_row_specs(plan)
     if out.exists() and not out.is_dir():
         raise LearngeneError(f"--out {out} is a file; choose a folder")
     plan_data = merged_plan(out, plan)
@@ -298,7 +325,8 @@ def run_comparison(
     jobs = plan.jobs()
     records = {job.key: read_json(job_record_path(out, job)) for job in jobs}
     todo = [job for job in jobs if (records[job.key] or {}).get("state") != SUCCEEDED]
-    say(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done, {len(todo)} to go")
+    say(f"{len(jobs)} runs planned, {len(jobs) - len(todo)} already done, {len(todo)} to go; "
+        f"{statistics_plan(plan, out)}")
     active: dict[str, tuple[Job, str]] = {}
     to_build = []
     for job in todo:
@@ -317,7 +345,7 @@ def run_comparison(
         from learngene.ancestors import load_ancestor
 
         ancestor = load_ancestor(plan.ancestor, arch=plan.arch)
-        if any(job.variant.init == "cluster-learngene" for job in to_build):
+        if any(job.variant.needs_statistics for job in to_build):
             distances = load_or_compute_distances(plan, ancestor, out, say)
     for job in to_build:
         directory = build_job_descendant(plan, job, ancestor, distances, out)

@@ -79,6 +79,12 @@ class Variant:
     def spec_options(self) -> dict[str, Any]:
         return dict(self.options)
 
+    @property
+    def needs_statistics(self) -> bool:
+        """Whether building this row clusters the ancestor's heads, i.e. needs its mean attention distances.
+        Baselines never do, and ``parity=authors`` uses the authors' hard-coded S_l lists instead."""
+        return self.init == "cluster-learngene" and self.spec_options.get("parity", "none") != "authors"
+
     def to_dict(self) -> dict[str, Any]:
         options = {k: ([list(g) for g in v] if k == "ffn_groups" and isinstance(v, tuple) else v)
                    for k, v in self.options}
@@ -300,6 +306,11 @@ class ComparisonPlan:
         from learngene.training.config import TrainConfig
 
         return int(self.recipe.get("img_size", TrainConfig.img_size))
+
+    @property
+    def needs_statistics(self) -> bool:
+        """Whether any row of the plan needs the ancestor's head statistics (see :attr:`Variant.needs_statistics`)."""
+        return any(v.needs_statistics for v in self.variants)
 
     def eps_for(self, variant: Variant) -> float:
         return float(self.eps if variant.eps is None else variant.eps)

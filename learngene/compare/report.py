@@ -12,6 +12,11 @@ from learngene.compare.plan import ComparisonPlan, dataset_key
 from learngene.errors import LearngeneError
 
 SUCCEEDED = "succeeded"
+# The two inherited counts (learngene.descendant.size): values written from the ancestor counting every head slot
+# (duplicates included), and the distinct ancestor values behind them (what the learngene stores, the paper's
+# I-Params sense).
+SLOT_HEADER = "inherited (every slot)"
+DISTINCT_HEADER = "inherited (distinct values)"
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -54,6 +59,7 @@ def aggregate(plan: ComparisonPlan, records: list[dict[str, Any]]) -> list[dict[
                 "final_top1_mean": final_mean,
                 "params": first.get("params"),
                 "inherited_params": first.get("inherited_params"),
+                "inherited_distinct_params": first.get("inherited_distinct_params"),
                 "trainable_params": first.get("trainable_params"),
                 "images_per_s": _mean_or_none([r.get("images_per_s") for r in done]),
                 "wall_s": _mean_or_none([r.get("wall_s") for r in done]),
@@ -93,9 +99,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         lines += [f"### {dataset}", "",
-                  "| init | seeds | best top-1 (mean ± std) | per seed | final top-1 | params | inherited | "
-                  "clusters (desc. layers / all) | images/s | s/run |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"| init | seeds | best top-1 (mean ± std) | per seed | final top-1 | params | {SLOT_HEADER} | "
+                  f"{DISTINCT_HEADER} | clusters (desc. layers / all) | images/s | s/run |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["dataset"] == dataset):
             clusters = "-"
             if r.get("clusters_per_layer") is not None:
@@ -105,7 +111,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {r['init']} | {seeds} | {_pct(r['top1_mean'], r['top1_std'])} | "
                 f"{', '.join(f'{v:.1f}' for v in r['top1_per_seed']) or '-'} | {_pct(r['final_top1_mean'])} | "
-                f"{_millions(r['params'])} | {_millions(r['inherited_params'])} | {clusters} | "
+                f"{_millions(r['params'])} | {_millions(r['inherited_params'])} | "
+                f"{_millions(r.get('inherited_distinct_params'))} | {clusters} | "
                 f"{_number(r['images_per_s'])} | {_number(r['wall_s'], 0)} |"
             )
         lines.append("")
@@ -114,8 +121,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def results_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The objects of ``results.json``: the required keys first, then the extra detail."""
-    required = ("dataset", "init", "seeds", "top1_mean", "top1_std", "params", "inherited_params", "epochs",
-                "img_size", "ancestor")
+    required = ("dataset", "init", "seeds", "top1_mean", "top1_std", "params", "inherited_params",
+                "inherited_distinct_params", "epochs", "img_size", "ancestor")
     return [{**{k: r.get(k) for k in required}, **{k: v for k, v in r.items() if k not in required}} for r in rows]
 
 
@@ -139,6 +146,9 @@ def write_results(plan: ComparisonPlan, records: list[dict[str, Any]], out: str 
         f"{', '.join(map(str, plan.seeds))}, Eps {plan.eps:g}, MinHds {plan.min_heads}.",
         f"Recipe: {recipe}.",
         "Top-1 is the best validation top-1 over evaluations (%); std is the sample standard deviation over seeds.",
+        f"{SLOT_HEADER}: values initialised from the ancestor, every head slot counted (a centroid copied into "
+        f"two slots twice); {DISTINCT_HEADER}: the distinct ancestor values behind them (`inherited_params` and "
+        "`inherited_distinct_params` in results.json).",
         "",
     ]
     if command:

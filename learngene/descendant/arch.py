@@ -40,6 +40,8 @@ class ArchFacts:
         per_head_params: one head's q/k/v rows (and biases) plus its W_O columns.
         final_params: pre-norm, final norm and fc-norm together.
         qkv_bias_per_head: the part of ``per_head_params`` that is q/k/v bias (3 D, or 0 without qkv bias).
+        layer_own_params: the part of ``block_fixed_params`` in the block's norms and layer scale, which a
+            weight-transformation layer keeps for itself while it shares the attention and FFN.
     """
 
     embed_dim: int
@@ -55,6 +57,7 @@ class ArchFacts:
     per_head_params: int
     final_params: int
     qkv_bias_per_head: int = 0
+    layer_own_params: int = 0
 
     def without_qkv_bias(self) -> ArchFacts:
         """The same family built with ``qkv_bias=False`` (the authors' descendants)."""
@@ -92,6 +95,8 @@ class ArchFacts:
             per_head_params=head_dependent // heads,
             final_params=sum(numel(p) for m in (model.norm_pre, model.norm, model.fc_norm) for p in m.parameters()),
             qkv_bias_per_head=numel(attn.qkv.bias) // heads if attn.qkv.bias is not None else 0,
+            layer_own_params=sum(numel(p) for name in ("norm1", "norm2", "ls1", "ls2")
+                                 for p in getattr(block, name).parameters()),
         )
 
 
@@ -163,14 +168,14 @@ class ViTShape:
     def facts(self) -> ArchFacts:
         C, P, D = self.embed_dim, self.patch_size, self.embed_dim // self.num_heads
         M = 4 * C
+        own = 2 * (2 * C) + (2 * C if self.layer_scale else 0)  # norm1, norm2 and the two layer-scale vectors
         return ArchFacts(
             embed_dim=C, head_dim=D, mlp_hidden=M, patch_size=P, in_chans=3, num_prefix_tokens=1,
             pos_embed_prefix=True, has_pos_embed=True,
             embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
-            # norm1, norm2, fc1, fc2, proj bias, and the two layer-scale vectors
-            block_fixed_params=2 * (2 * C) + (C * M + M) + (M * C + C) + C + (2 * C if self.layer_scale else 0),
+            block_fixed_params=own + (C * M + M) + (M * C + C) + C,  # + fc1, fc2, proj bias
             per_head_params=3 * D * C + 3 * D + C * D,
-            final_params=2 * C, qkv_bias_per_head=3 * D,
+            final_params=2 * C, qkv_bias_per_head=3 * D, layer_own_params=own,
         )
 
 

@@ -96,10 +96,14 @@ def build_descendant(
         qkv_bias = False if parity else None  # the authors' shared attention has a bare qkv weight
         model = create_descendant_model(
             summary.arch, spec.heads, head_dim=summary.head_dim, img_size=spec.img_size, num_classes=spec.num_classes,
-            qkv_bias=qkv_bias,
+            qkv_bias=qkv_bias, share_layers=spec.share_layers,
         )
         source = ancestor.model
-        if parity:
+        if spec.share_layers is not None:  # weight-transformation: shared blocks + per-layer head mixing
+            from learngene.descendant.multiplexed import init_weight_transformation
+
+            record = init_weight_transformation(model, spec, source)
+        elif parity:
             from learngene.descendant.parity import init_authors
 
             record = init_authors(model, spec, source, summary)
@@ -113,7 +117,8 @@ def build_descendant(
     config = {
         "format": CONFIG_FORMAT,
         "timm": {"arch": summary.arch, "depth": spec.depth, "img_size": spec.img_size, "num_classes": spec.num_classes,
-                 **({"qkv_bias": False} if parity else {})},
+                 **({"qkv_bias": False} if parity else {}),
+                 **({"share_layers": spec.share_layers} if spec.share_layers is not None else {})},
         "heads_per_layer": list(spec.heads),
         "head_dim": summary.head_dim,
         "mean": list(summary.mean),

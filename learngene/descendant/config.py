@@ -30,6 +30,9 @@ class TimmRecipe:
     img_size: int
     num_classes: int
     qkv_bias: bool | None = None  # False for the authors' bias-free qkv (parity mode); None: the arch's default
+    # Weight-transformation descendants: consecutive layers sharing one attention and FFN (the model is rebuilt
+    # multiplexed, learngene.descendant.multiplexed); None: a plain ViT.
+    share_layers: int | None = None
 
 
 @dataclass
@@ -46,7 +49,9 @@ class DescendantConfig:
         head_sources: per layer, per slot: the ancestor head it was initialised from, None where random.
         ffn_sources: per layer: the ancestor layer its FFN came from (and whether through T), None where random.
         ffn_transforms: each group's layers and T's initial weights.
-        params, inherited_params, trainable_params, macs, flops: size figures.
+        params, inherited_params, trainable_params, macs, flops: size figures (``inherited_params`` counts every
+            head slot; ``inherited_distinct_params`` the distinct ancestor values behind them, see
+            :mod:`learngene.descendant.size`).
         ancestor: the ancestor's summary as a dict.
         notes: remarks made while building.
         extra: keys of the file this version does not know (kept on save).
@@ -64,6 +69,7 @@ class DescendantConfig:
     ffn_transforms: list = field(default_factory=list)
     params: int | None = None
     inherited_params: int | None = None
+    inherited_distinct_params: int | None = None
     trainable_params: int | None = None
     macs: int | None = None
     flops: int | None = None
@@ -88,7 +94,8 @@ class DescendantConfig:
         try:
             recipe = data["timm"]
             timm = TimmRecipe(arch=str(recipe["arch"]), depth=int(recipe["depth"]), img_size=int(recipe["img_size"]),
-                              num_classes=int(recipe["num_classes"]), qkv_bias=recipe.get("qkv_bias"))
+                              num_classes=int(recipe["num_classes"]), qkv_bias=recipe.get("qkv_bias"),
+                              share_layers=None if recipe.get("share_layers") is None else int(recipe["share_layers"]))
             known = {f.name for f in fields(cls)} - {"timm", "extra"}
             values = {name: data[name] for name in known if name in data}
             config = cls(timm=timm, **values, extra={k: v for k, v in data.items() if k not in known | {"timm"}})

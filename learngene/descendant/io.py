@@ -86,7 +86,7 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
     # A skeleton without values, then the saved tensors put in place (no pointless random init).
     model = create_descendant_model(
         recipe.arch, config.heads_per_layer, head_dim=config.head_dim, img_size=recipe.img_size,
-        num_classes=recipe.num_classes, device="meta", qkv_bias=recipe.qkv_bias,
+        num_classes=recipe.num_classes, device="meta", qkv_bias=recipe.qkv_bias, share_layers=recipe.share_layers,
     )
     try:
         model.load_state_dict(state, strict=True, assign=True)

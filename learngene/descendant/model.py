@@ -62,6 +62,7 @@ def create_descendant_model(
     num_classes: int,
     device: str | torch.device | None = None,
     qkv_bias: bool | None = None,
+    share_layers: int | None = None,
     **timm_kwargs,
 ) -> nn.Module:
     """Build a randomly initialised descendant (timm's own init everywhere).
@@ -75,6 +76,8 @@ def create_descendant_model(
         device: ``"meta"`` builds the skeleton without values (for loading weights with ``assign=True``).
         qkv_bias: None keeps the architecture's qkv bias; False builds every qkv projection without one (the
             authors' descendants, ``parity="authors"``).
+        share_layers: None for a plain ViT; r for a weight-transformation descendant whose groups of r consecutive
+            layers share one attention and FFN (:mod:`learngene.descendant.multiplexed`).
         timm_kwargs: further keyword arguments for ``timm.create_model`` (e.g. ``drop_path_rate``).
     """
     import timm
@@ -91,6 +94,10 @@ def create_descendant_model(
     check_supported(model)
     for block, count in zip(model.blocks, heads, strict=True):
         swap_attention(block, count, head_dim)
+    if share_layers is not None:
+        from learngene.descendant.multiplexed import multiplex
+
+        multiplex(model, int(share_layers))
     # Data configs (timm.data.resolve_data_config) read the input size and classes from here.
     model.pretrained_cfg = {**dict(model.pretrained_cfg or {}), "input_size": (3, img_size, img_size),
                             "num_classes": num_classes, "fixed_input_size": True}

@@ -12,6 +12,11 @@ Counting rules (method.md "Parameter and FLOP counts"):
   copied into several slots counts once, a group centroid behind several layers' T outputs counts once. This is
   what the learngene has to store, the paper's I-Params sense. It depends on the number of clusters per layer, so a
   preview without statistics (and without ``parity="authors"``, whose S_l are fixed) gives None.
+* ``weight-transformation`` (:mod:`learngene.descendant.multiplexed`): a shared attention and FFN counts once in
+  ``params`` and in both inherited counts; each layer's norms and layer scale count per layer in ``params`` and
+  slot-inherited, once per group in distinct-inherited (a group's layers copy the same ancestor norms); the (H, H)
+  head-mixing matrices count in ``params`` only (they start as the identity, not from the ancestor), and their
+  matmuls (2 H H N N per layer) in the MACs.
 * ``trainable_params`` is ``params`` plus T's parameters when T is kept and trained.
 * MACs per image count every matmul explicitly: the patch-embedding convolution, per layer the qkv projection
   (N C 3 H_d D), q k^T (H_d N N D), A v (H_d N N D), the output projection (N H_d D C) and the FFN (2 N C M),
@@ -22,8 +27,9 @@ Counting rules (method.md "Parameter and FLOP counts"):
 Nothing here imports torch: for the architectures :data:`learngene.descendant.arch.KNOWN_VITS` writes out, a size
 is pure arithmetic (``learngene size`` answers in a fraction of a second); other architectures are read off a timm
 model on the meta device once. The counting below is the same either way and does not branch on where the facts
-came from; an init method that changes the model's shapes needs its own terms here, whichever path is taken. Only
-``parity="authors"`` imports torch (its counts live with the authors' code in :mod:`learngene.descendant.parity`).
+came from; an init method that changes the model's shapes needs its own terms here, whichever path is taken. Two
+cases import torch because their counts live beside their torch code: ``parity="authors"``
+(:mod:`learngene.descendant.parity`) and ``weight-transformation`` (:mod:`learngene.descendant.multiplexed`).
 """
 
 from __future__ import annotations
@@ -95,21 +101,33 @@ def facts_for_spec(facts: ArchFacts, spec: DescendantSpec) -> ArchFacts:
     return facts
 
 
-def count_params(facts: ArchFacts, heads: list[int], img_size: int, num_classes: int) -> int:
-    """Exact parameter count of a descendant with ``heads[l]`` heads in layer l."""
+def count_params(
+    facts: ArchFacts, heads: list[int], img_size: int, num_classes: int, share_layers: int | None = None
+) -> int:
+    """Exact parameter count of a descendant with ``heads[l]`` heads in layer l (``share_layers``: a
+    weight-transformation descendant whose groups of that many layers share one attention and FFN)."""
     head = facts.embed_dim * num_classes + num_classes if num_classes > 0 else 0
-    return (
-        facts.embed_params
-        + facts.pos_embed_params(img_size)
-        + len(heads) * facts.block_fixed_params
-        + sum(heads) * facts.per_head_params
-        + facts.final_params
-        + head
-    )
+    if share_layers is None:
+        blocks = len(heads) * facts.block_fixed_params + sum(heads) * facts.per_head_params
+    else:
+        from learngene.descendant.multiplexed import transformation_params
+
+        blocks = _shared_block_params(facts, heads, share_layers) + len(heads) * facts.layer_own_params
+        blocks += sum(transformation_params(1, h) for h in heads)
+    return facts.embed_params + facts.pos_embed_params(img_size) + blocks + facts.final_params + head
 
 
-def count_macs(facts: ArchFacts, heads: list[int], img_size: int, num_classes: int) -> dict[str, int]:
-    """Multiply-accumulates per image, by part (see the module docstring for the formula)."""
+def _shared_block_params(facts: ArchFacts, heads: list[int], share_layers: int) -> int:
+    """The attention and FFN weights of a weight-transformation descendant: one set per group of layers."""
+    group_heads = heads[::share_layers]
+    return len(group_heads) * (facts.block_fixed_params - facts.layer_own_params) + sum(group_heads) * facts.per_head_params
+
+
+def count_macs(
+    facts: ArchFacts, heads: list[int], img_size: int, num_classes: int, share_layers: int | None = None
+) -> dict[str, int]:
+    """Multiply-accumulates per image, by part (see the module docstring for the formula); a weight-transformation
+    descendant (``share_layers``) adds its head mixing before and after the softmax."""
     C, D, M, P = facts.embed_dim, facts.head_dim, facts.mlp_hidden, facts.patch_size
     grid = (img_size // P) ** 2
     N = grid + facts.num_prefix_tokens
@@ -122,6 +140,8 @@ def count_macs(facts: ArchFacts, heads: list[int], img_size: int, num_classes: i
         parts["attn_values"] += H * N * N * D  # A v
         parts["proj"] += N * A * C
         parts["ffn"] += 2 * N * C * M
+    if share_layers is not None:
+        parts["head_mixing"] = sum(2 * H * H * N * N for H in heads)
     parts["head"] = C * num_classes
     return parts
 
@@ -152,6 +172,8 @@ def inherited_count(
     shared = facts.embed_params + facts.pos_embed_params(spec.img_size) + facts.final_params
     if spec.init == "scratch":
         return 0
+    if spec.share_layers is not None:  # weight-transformation: shared weights once, own norms per layer
+        return shared + _shared_block_params(facts, heads, spec.share_layers) + len(heads) * facts.layer_own_params
     if spec.init == "cluster-learngene" and spec.parity == "authors":
         from learngene.descendant.parity import authors_distinct_and_slot_counts
 
@@ -173,6 +195,10 @@ def distinct_count(
 ) -> int | None:
     """Distinct ancestor values behind the inherited ones (see the module docstring); None when they depend on
     clusters or automatic FFN groups not known yet."""
+    if spec.share_layers is not None:  # a group's layers copy the same ancestor norms: count them once
+        shared = facts.embed_params + facts.pos_embed_params(spec.img_size) + facts.final_params
+        groups = len(spec.heads) // spec.share_layers
+        return shared + _shared_block_params(facts, list(spec.heads), spec.share_layers) + groups * facts.layer_own_params
     if spec.init != "cluster-learngene":
         return inherited_count(facts, summary, spec)  # no value is written twice
     if spec.parity == "authors":
@@ -243,7 +269,7 @@ def descendant_size(
     spec = spec.resolve(summary)
     facts = facts_for_spec(facts, spec)
     heads = list(spec.heads)
-    params = count_params(facts, heads, spec.img_size, spec.num_classes)
+    params = count_params(facts, heads, spec.img_size, spec.num_classes, spec.share_layers)
     notes = []
     centroids = [len(layer.centroids) for layer in learngene.layers] if learngene is not None else None
     inherited = inherited_count(facts, summary, spec, centroids)
@@ -258,7 +284,7 @@ def descendant_size(
             transform = transform_param_count(descendant_groups([list(g) for g in spec.ffn_groups], spec.depth))
         elif spec.ffn_groups == "auto":
             notes.append("T's parameters depend on the automatic FFN groups, known once statistics are computed")
-    macs = count_macs(facts, heads, spec.img_size, spec.num_classes)
+    macs = count_macs(facts, heads, spec.img_size, spec.num_classes, spec.share_layers)
     total_macs = sum(macs.values())
     fp32, amp = train_memory_estimate(facts, heads, spec.img_size, params + transform, batch_size)
     return DescendantSize(
@@ -302,8 +328,8 @@ def scale_table(
     def row(kind: str, label: str, spec: DescendantSpec, width) -> dict:
         heads = list(spec.heads)
         spec_facts = facts_for_spec(facts, spec)
-        params = count_params(spec_facts, heads, spec.img_size, spec.num_classes)
-        macs = sum(count_macs(spec_facts, heads, spec.img_size, spec.num_classes).values())
+        params = count_params(spec_facts, heads, spec.img_size, spec.num_classes, spec.share_layers)
+        macs = sum(count_macs(spec_facts, heads, spec.img_size, spec.num_classes, spec.share_layers).values())
         inherited = inherited_count(spec_facts, summary, spec)
         return {"kind": kind, "label": label, "depth": spec.depth, "width_ratio": width, "heads_per_layer": heads,
                 "params": params, "inherited_params": inherited,

@@ -18,6 +18,7 @@ from learngene.ancestors import AncestorSummary
 from learngene.design_options import (  # noqa: E402,F401 - re-exported
     BY_INDEX_SUFFIX,
     CENTROIDS,
+    DEFAULT_SHARE_LAYERS,
     HEAD_ORDERS,
     INIT_METHODS,
     LAYER_BASELINES,
@@ -26,6 +27,7 @@ from learngene.design_options import (  # noqa: E402,F401 - re-exported
     SCHEDULE_HELP,
     SCHEDULES,
     TRANSFORM_INITS,
+    WEIGHT_TRANSFORMATION,
 )
 from learngene.errors import LearngeneError
 
@@ -83,6 +85,9 @@ class DescendantSpec:
         parity: ``none`` (default) or ``authors``: reproduce the authors' code for DeiT-Ti/S/B ancestors (their
             hard-coded S_l lists and FFN groups, their qkv slicing, no qkv bias, their W_O handling, T applied once
             with default init, the ``-by-index`` schedules); see learngene.descendant.parity and docs/fidelity.md.
+        share_layers: for ``weight-transformation`` only: consecutive layers that share one ancestor block's
+            attention and FFN (None means :data:`DEFAULT_SHARE_LAYERS`, Mini-DeiT's 2); the depth must be a
+            multiple of it. Stays None for every other method.
         resolved: set by :meth:`resolve`: every architectural field is concrete and ``heads`` is authoritative
             (``width_ratio`` / ``schedule`` then only record how the heads were chosen).
     """
@@ -101,6 +106,7 @@ class DescendantSpec:
     transform_init: str = "default"
     seed: int = 0
     parity: str = "none"
+    share_layers: int | None = None
     resolved: bool = False
 
     def __post_init__(self):
@@ -148,10 +154,44 @@ class DescendantSpec:
                 f"pretrained-prune keeps the ancestor's first H_d heads, so a layer cannot have more than its "
                 f"{ancestor.num_heads} heads (got {max(heads)}); use a width ratio >= 1"
             )
+        share_layers = self._resolve_share_layers(depth, heads, ancestor)
         return replace(
             self, depth=depth, heads=tuple(heads), schedule=schedule, img_size=img_size, num_classes=num_classes,
-            resolved=True,
+            share_layers=share_layers, resolved=True,
         )
+
+    def _resolve_share_layers(self, depth: int, heads: list[int], ancestor: AncestorSummary) -> int | None:
+        """The group size of a weight-transformation descendant, checked against its depth and heads."""
+        if self.init != WEIGHT_TRANSFORMATION:
+            if self.share_layers is not None:
+                raise LearngeneError(
+                    f"share_layers only applies to --init {WEIGHT_TRANSFORMATION} (init is {self.init}); drop it"
+                )
+            return None
+        share = DEFAULT_SHARE_LAYERS if self.share_layers is None else self.share_layers
+        if int(share) != share or not 1 <= share <= depth:
+            raise LearngeneError(
+                f"share_layers must be a whole number between 1 and the depth {depth} (got {self.share_layers})"
+            )
+        share = int(share)
+        if depth % share:
+            lower, upper = depth - depth % share, depth - depth % share + share
+            fits = f"--depth {lower} or {upper}" if lower and upper <= ancestor.num_layers else f"--depth {lower or upper}"
+            raise LearngeneError(
+                f"weight-transformation shares each block across {share} consecutive layers, so the depth must be a "
+                f"multiple of {share} (got {depth}); use {fits}"
+            )
+        if any(h != ancestor.num_heads for h in heads):
+            raise LearngeneError(
+                f"weight-transformation shares whole ancestor blocks, so every layer keeps the ancestor's "
+                f"{ancestor.num_heads} heads (got {heads}); drop --width-ratio/--heads or use --width-ratio 1"
+            )
+        if self.parity == "authors":
+            raise LearngeneError(
+                "--parity authors has nothing to reproduce for weight-transformation (the authors' code never builds "
+                "it from an ancestor; see docs/fidelity.md); drop --parity"
+            )
+        return share
 
     def _check_options(self) -> None:
         choices = (

@@ -74,6 +74,7 @@ EXPECTED_ROWS = {
     "Heuristic-Learngene": (12, "heuristic-learngene", {}),
     "Auto-Learngene": (12, "auto-learngene", {}),
     "Cluster-Learngene": (6, "cluster-learngene", {"--parity": "authors"}),
+    "Weight-Transformation": (12, "weight-transformation", {}),
 }
 
 
@@ -141,7 +142,7 @@ def test_commands_are_single_shell_lines_with_distinct_outputs():
     for command in FULL_SCALE_COMMANDS.values():
         assert "\n" not in command and shlex.split(command)[:2] == ["learngene", "compare"]
         outs.add(_option(shlex.split(command), "--out"))
-    assert len(outs) == len(FULL_SCALE_COMMANDS) == 5 * 7
+    assert len(outs) == len(FULL_SCALE_COMMANDS) == 6 * 7  # six methods x seven datasets (Table 2)
 
 
 @pytest.mark.parametrize("flag", [["--seed", "3"], ["--init", "scratch"], ["--descendant", "/tmp"],

@@ -56,6 +56,8 @@ DESIGNS = [
     {"depth": 5, "init": "scratch", "num_classes": 3},
     {"depth": 8, "init": "pretrained-prune"},
     {"depth": 12, "init": "heuristic-learngene"},
+    {"depth": 6, "init": "weight-transformation"},
+    {"depth": 12, "init": "weight-transformation", "share_layers": 3, "num_classes": 10},
 ]
 
 
