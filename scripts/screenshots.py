@@ -111,7 +111,7 @@ def shoot(out: Path) -> None:
             page.goto(f"{base}/runs")
             # The Runs page ends with the parameters-vs-top-1 chart: a taller window keeps it whole (the app's main
             # area scrolls inside the page, so a full-page screenshot would still cut it).
-            page.set_viewport_size({"width": 1500, "height": 2500})
+            page.set_viewport_size({"width": 1500, "height": 2200})
             snap("5_runs", "Parameters vs best top-1", charts=6)
             browser.close()
     finally:
