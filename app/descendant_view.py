@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,14 +128,11 @@ def scale_chart(summary, spec: DescendantSpec, size) -> None:
     # (st.dataframe logged an ArrowInvalid traceback for it).
     table["width_ratio"] = table["width_ratio"].map(lambda w: "-" if w is None else str(w))
     traces = []
-    # The ancestor's label goes below its point and the references' above theirs: a ViT-S ancestor sits on top of
-    # DeiT-S and the two labels overlapped.
-    positions = {"descendant": "top center", "ancestor": "bottom center", "reference": "top center"}
     for kind in ("descendant", "ancestor", "reference"):
         part = table[table.kind == kind]
-        traces.append(dict(type="scatter", mode="markers+text" if kind != "descendant" else "markers", name=kind,
+        traces.append(dict(type="scatter", mode="markers+text" if kind == "reference" else "markers", name=kind,
                            x=(part.macs / 1e9).tolist(), y=(part.params / 1e6).tolist(), text=part.label.tolist(),
-                           textposition=positions[kind], marker=dict(size=10, color=KIND_COLOURS[kind]),
+                           textposition="top center", marker=dict(size=10, color=KIND_COLOURS[kind]),
                            hovertemplate="%{text}: %{y:.2f} M params, %{x:.2f} GMACs<extra></extra>"))
     if size is not None:
         traces.append(dict(type="scatter", mode="markers", name="this design", x=[size.macs / 1e9],
@@ -143,10 +141,22 @@ def scale_chart(summary, spec: DescendantSpec, size) -> None:
     st.plotly_chart(figure(traces, f"Scale table: descendants vs the ancestor and DeiT Ti/S/B ({img_size} px, "
                                    f"{classes} classes)",
                            height=440, xaxis=dict(title=dict(text="GMACs"), type="log"),
-                           yaxis=dict(title=dict(text="parameters (M)"), type="log")), key="scale_chart")
+                           yaxis=dict(title=dict(text="parameters (M)"), type="log"),
+                           annotations=[ancestor_label(table)]), key="scale_chart")
     with st.expander("Scale table"):
         st.dataframe(table[["kind", "label", "depth", "width_ratio", "params", "inherited_params", "macs", "flops",
                             "params_vs_ancestor"]], hide_index=True)
+
+
+def ancestor_label(table: pd.DataFrame) -> dict:
+    """The ancestor's label, off its point with a leader line, in the empty region below-right of the chart's
+    diagonal: the ancestor sits among the descendants (depth 12 at w = 1 is the ancestor's size) and beside
+    DeiT-S, so a label on the point itself always touched a neighbour."""
+    row = table[table.kind == "ancestor"].iloc[0]
+    # On log axes an annotation's position is given in log10 units.
+    return dict(x=math.log10(row.macs / 1e9), y=math.log10(row.params / 1e6), xref="x", yref="y", text=row.label,
+                showarrow=True, arrowhead=0, arrowcolor=KIND_COLOURS["ancestor"], ax=70, ay=55,
+                font=dict(color=KIND_COLOURS["ancestor"]), xanchor="left", yanchor="top")
 
 
 def design_name(spec: DescendantSpec) -> str:

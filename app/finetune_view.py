@@ -108,6 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "warmup_epochs": 0.5, "mixup": 0.0, "cutmix": 0.0, "reprob": 0.0, "randaugment": "none",
             "device": "cpu", "workers": 0},
 }
+PRESET_SHOWN = "ft_preset_shown"  # the preset last applied (a deselecting click goes back to it)
 # Widget key of each recipe field drawn in the main grid.
 RECIPE_KEYS = {"epochs": "ft_epochs", "max_steps": "ft_max_steps", "batch_size": "ft_batch", "img_size": "ft_img",
                "base_lr": "ft_lr", "warmup_epochs": "ft_warmup", "weight_decay": "ft_wd", "label_smoothing": "ft_ls",
@@ -134,7 +135,14 @@ def _widget_value(field: str, value: Any) -> Any:
 
 def apply_preset() -> None:
     """on_change of the preset: put its values (or the paper's defaults) into the recipe's widgets."""
-    preset = PRESETS[st.session_state["ft_preset"]]
+    ss = st.session_state
+    if ss.get("ft_preset") is None:
+        # A second click on the selected segment deselects it: keep the preset (the recipe is unchanged). Without
+        # this the lookup below raised KeyError: None into the server log.
+        ss["ft_preset"] = ss.get(PRESET_SHOWN, PAPER)
+        return
+    ss[PRESET_SHOWN] = ss["ft_preset"]
+    preset = PRESETS[ss["ft_preset"]]
     defaults = TrainConfig()
     for field, key in RECIPE_KEYS.items():
         if field == "img_size" and field not in preset:
@@ -145,6 +153,7 @@ def apply_preset() -> None:
 
 def preset_picker() -> str:
     """The recipe preset; choosing one fills the recipe below (every value stays editable)."""
+    st.session_state.setdefault(PRESET_SHOWN, st.session_state.get("ft_preset") or PAPER)
     return st.segmented_control("Preset", list(PRESETS), key="ft_preset", on_change=apply_preset,
                                 default=PAPER, help="Quick look (CPU) learns within minutes on a CPU; Paper (GPU) is "
                                 "the paper's downstream recipe") or PAPER

@@ -28,6 +28,24 @@ def ancestor_for(choice: Choice):
     return ancestor(choice.spec, choice.arch, choice.img_size)
 
 
+def quick_summary(choice: Choice):
+    """``choice``'s ancestor summary without loading it, or None.
+
+    For the built-in ancestor and ``random:`` ancestors of the architectures written out in
+    :data:`learngene.descendant.arch.KNOWN_VITS`, at their own resolution, the summary is known without torch, so the
+    Ancestor page shows the architecture at once instead of after the model has loaded (the slow part of a cold
+    start). Files and hub models, whose loading may fail, wait for the load.
+    """
+    from learngene.ancestors.summary import BUILTIN, RANDOM_PREFIX
+    from learngene.descendant.arch import KNOWN_VITS, summary_without_weights
+
+    known = choice.spec == BUILTIN or (choice.spec.startswith(RANDOM_PREFIX)
+                                       and choice.spec.removeprefix(RANDOM_PREFIX) in KNOWN_VITS)
+    if not known or choice.img_size is not None or choice.arch is not None:
+        return None
+    return summary_without_weights(choice.spec)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def probes(source: str, num_images: int | None, _summary, summary_key: str):
     """The probe set for an ancestor (``summary_key`` stands for the unhashed summary)."""

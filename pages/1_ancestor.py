@@ -14,13 +14,17 @@ with st.expander("Choose the ancestor and the probe images", expanded=resources.
 if requested is not None and ancestor_view.apply_choice(requested):
     choice = requested
 
+# The built-in (and random) ancestors' architecture is known without loading them: show it while the weights load.
+quick = resources.quick_summary(choice)
+if quick is not None:
+    ancestor_view.architecture_card(quick)
 try:
     ancestor = resources.ancestor_for(choice)
 except Exception as error:  # e.g. a saved choice whose file has since been deleted
     st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another one above.")
     st.stop()
-
-ancestor_view.architecture_card(ancestor.summary)
+if quick is None:
+    ancestor_view.architecture_card(ancestor.summary)
 st.subheader("Head statistics")
 st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else choice.probes}")
 stats = ancestor_view.ensure_statistics(choice, auto=False)

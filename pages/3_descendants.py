@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import ancestor_view, nav, resources, state, uploaded_stats
+from app import ancestor_view, nav, probe_view, resources, state, uploaded_stats
 from app import descendant_view as view
 
 st.title("Descendants")
@@ -22,6 +22,9 @@ spec = view.spec_form(summary)
 size = view.size_preview(summary, spec) if spec is not None else None
 if spec is not None:
     view.scale_chart(summary, spec, size)
+if spec is not None and size is not None:
+    with st.expander("Probe this design (frozen features, before training)"):
+        probe_view.probe_panel(choice, spec)
 
 st.subheader("Build and save")
 if spec is not None and size is not None and spec.init == "cluster-learngene" and ancestor_view.current_statistics(choice) is None:

@@ -109,7 +109,10 @@ def shoot(out: Path) -> None:
             page.mouse.move(0, 0)  # no tooltip over the page
             snap("4_finetune", "Estimated duration:")
             page.goto(f"{base}/runs")
-            snap("5_runs", "Compare runs", charts=6)
+            # The Runs page ends with the parameters-vs-top-1 chart: a taller window keeps it whole (the app's main
+            # area scrolls inside the page, so a full-page screenshot would still cut it).
+            page.set_viewport_size({"width": 1500, "height": 2200})
+            snap("5_runs", "Parameters vs best top-1", charts=6)
             browser.close()
     finally:
         serve.stop(process)

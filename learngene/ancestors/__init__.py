@@ -1,5 +1,27 @@
-"""Ancestor ViTs: the built-in offline model, timm hub models, local weights files, random models."""
+"""Ancestor ViTs: the built-in offline model, timm hub models, local weights files, random models.
 
-from learngene.ancestors.loading import Ancestor, AncestorSummary, load_ancestor, parse_spec, summarize
+Names are imported lazily (PEP 562) so that ``from learngene.ancestors import AncestorSummary`` stays torch-free;
+loading an ancestor imports torch and timm.
+"""
 
-__all__ = ["Ancestor", "AncestorSummary", "load_ancestor", "parse_spec", "summarize"]
+from __future__ import annotations
+
+import importlib
+
+# public name -> module that defines it
+_EXPORTS = {
+    "AncestorSummary": "learngene.ancestors.summary",
+    "Ancestor": "learngene.ancestors.loading",
+    "load_ancestor": "learngene.ancestors.loading",
+    "parse_spec": "learngene.ancestors.summary",
+    "summarize": "learngene.ancestors.loading",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'learngene.ancestors' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -19,11 +19,13 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from learngene.errors import LearngeneError
 from learngene.paths import cache_dir
+
+if TYPE_CHECKING:  # torch is imported where it is used: ARCH and IMG_SIZE are read by torch-free code
+    import torch
 
 _logger = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ def convert_onnx_state_dict(path: Path | None = None) -> dict[str, torch.Tensor]
     for other resolutions (it is not a model key).
     """
     import onnx
+    import torch
     from onnx import numpy_helper
 
     graph = onnx.load(str(path or onnx_path())).graph

@@ -7,27 +7,38 @@
   ``parity="authors"`` exactly as the authors' code does (:mod:`learngene.descendant.parity`, docs/fidelity.md).
 * :func:`save_descendant`, :func:`load_descendant` - ``model.safetensors`` + ``config.json``; loading needs only
   timm and PyTorch.
+
+Names are imported lazily (PEP 562): ``import learngene.descendant.size`` (or the spec) runs this file first, and
+sizing must not pay for torch and timm, which only building, saving and loading need.
 """
 
-from learngene.descendant.build import Descendant, build_descendant
-from learngene.descendant.io import load_descendant, read_distances, save_descendant
-from learngene.descendant.model import create_descendant_model
-from learngene.descendant.size import DescendantSize, descendant_size, scale_table
-from learngene.descendant.spec import HEAD_ORDERS, INIT_METHODS, PARITY_MODES, SCHEDULES, DescendantSpec
+from __future__ import annotations
 
-__all__ = [
-    "HEAD_ORDERS",
-    "INIT_METHODS",
-    "PARITY_MODES",
-    "SCHEDULES",
-    "Descendant",
-    "DescendantSize",
-    "DescendantSpec",
-    "build_descendant",
-    "create_descendant_model",
-    "descendant_size",
-    "load_descendant",
-    "read_distances",
-    "save_descendant",
-    "scale_table",
-]
+import importlib
+
+# public name -> module that defines it
+_EXPORTS = {
+    "HEAD_ORDERS": "learngene.descendant.spec",
+    "INIT_METHODS": "learngene.descendant.spec",
+    "PARITY_MODES": "learngene.descendant.spec",
+    "SCHEDULES": "learngene.descendant.spec",
+    "DescendantSpec": "learngene.descendant.spec",
+    "DescendantSize": "learngene.descendant.size",
+    "descendant_size": "learngene.descendant.size",
+    "scale_table": "learngene.descendant.size",
+    "Descendant": "learngene.descendant.build",
+    "build_descendant": "learngene.descendant.build",
+    "create_descendant_model": "learngene.descendant.model",
+    "load_descendant": "learngene.descendant.io",
+    "read_distances": "learngene.descendant.io",
+    "save_descendant": "learngene.descendant.io",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'learngene.descendant' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

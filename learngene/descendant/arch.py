@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from learngene.ancestors import AncestorSummary
+from learngene.ancestors.summary import AncestorSummary
 from learngene.errors import LearngeneError
+
+if TYPE_CHECKING:  # torch and timm are imported only for architectures the table below does not know
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def _numel(tensor: torch.Tensor) -> int:
 def check_supported(model: nn.Module) -> None:
     """Refuse ViT variants whose heads cannot be resized by swapping in a plain timm ``Attention``."""
     from timm.layers import Attention
+    from torch import nn
 
     reasons = []
     for index, block in enumerate(getattr(model, "blocks", [])):
@@ -128,6 +131,9 @@ def check_supported(model: nn.Module) -> None:
 
 @functools.lru_cache(maxsize=32)
 def _facts_for(arch: str, img_size: int) -> ArchFacts:
+    known = KNOWN_VITS.get(arch)
+    if known is not None:
+        return known.facts()
     import timm
 
     model = timm.create_model(arch, pretrained=False, img_size=img_size, num_classes=0, device="meta")
@@ -135,7 +141,7 @@ def _facts_for(arch: str, img_size: int) -> ArchFacts:
 
 
 def arch_facts(ancestor: AncestorSummary) -> ArchFacts:
-    """Facts of ``ancestor``'s architecture (built once on the meta device, then cached)."""
+    """Facts of ``ancestor``'s architecture (from :data:`KNOWN_VITS`, else built once on the meta device; cached)."""
     facts = _facts_for(ancestor.arch.split(".")[0], ancestor.img_size)
     if (facts.embed_dim, facts.head_dim, facts.patch_size) != (ancestor.embed_dim, ancestor.head_dim, ancestor.patch_size):
         raise LearngeneError(  # a weights file whose architecture name does not describe it
@@ -144,21 +150,55 @@ def arch_facts(ancestor: AncestorSummary) -> ArchFacts:
     return facts
 
 
-def deit_facts(embed_dim: int) -> ArchFacts:
-    """Facts of a DeiT (timm ``deit_*_patch16_224``) of width ``embed_dim``, written out from the architecture.
+@dataclass(frozen=True)
+class ViTShape:
+    """A plain timm ViT written out: class token with its own position entry, FFN 4 C, head dim 64, every bias,
+    LayerNorms with bias, token pooling (no fc-norm), optional layer scale. The defaults are timm's for the name."""
 
-    DeiT: patch 16, head dim 64, FFN 4 C, qkv and all other biases, one class token with its own position entry,
-    LayerNorms with bias, no layer scale. Used for the reference rows of the scale table (no timm call needed).
-    """
-    C, D, M, P = embed_dim, 64, 4 * embed_dim, 16
-    return ArchFacts(
-        embed_dim=C, head_dim=D, mlp_hidden=M, patch_size=P, in_chans=3, num_prefix_tokens=1,
-        pos_embed_prefix=True, has_pos_embed=True,
-        embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
-        block_fixed_params=2 * (2 * C) + (C * M + M) + (M * C + C) + C,  # norm1, norm2, fc1, fc2, proj bias
-        per_head_params=3 * D * C + 3 * D + C * D,
-        final_params=2 * C, qkv_bias_per_head=3 * D, layer_own_params=2 * (2 * C),
-    )
+    embed_dim: int
+    depth: int
+    num_heads: int
+    patch_size: int
+    img_size: int
+    num_classes: int
+    layer_scale: bool
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def facts(self) -> ArchFacts:
+        C, P, D = self.embed_dim, self.patch_size, self.embed_dim // self.num_heads
+        M = 4 * C
+        own = 2 * (2 * C) + (2 * C if self.layer_scale else 0)  # norm1, norm2 and the two layer-scale vectors
+        return ArchFacts(
+            embed_dim=C, head_dim=D, mlp_hidden=M, patch_size=P, in_chans=3, num_prefix_tokens=1,
+            pos_embed_prefix=True, has_pos_embed=True,
+            embed_params=C * 3 * P * P + C + C,  # conv weight + bias, class token
+            block_fixed_params=own + (C * M + M) + (M * C + C) + C,  # + fc1, fc2, proj bias
+            per_head_params=3 * D * C + 3 * D + C * D,
+            final_params=2 * C, qkv_bias_per_head=3 * D, layer_own_params=own,
+        )
+
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+# The architectures sized without torch, as timm builds them by default (img size, classes, the pretrained config's
+# normalisation). tests/descendant/test_size_torch_free.py checks every row against timm's own model, field by
+# field; any other name (or a name with a pretrained tag) is read off a timm model on the meta device instead.
+KNOWN_VITS = {
+    "deit_tiny_patch16_224": ViTShape(192, 12, 3, 16, 224, 1000, False, *_IMAGENET),
+    "deit_small_patch16_224": ViTShape(384, 12, 6, 16, 224, 1000, False, *_IMAGENET),
+    "deit_base_patch16_224": ViTShape(768, 12, 12, 16, 224, 1000, False, *_IMAGENET),
+    "vit_tiny_patch16_224": ViTShape(192, 12, 3, 16, 224, 1000, False, *_HALF),
+    "vit_small_patch16_224": ViTShape(384, 12, 6, 16, 224, 1000, False, *_HALF),
+    "vit_base_patch16_224": ViTShape(768, 12, 12, 16, 224, 1000, False, *_HALF),
+    "vit_small_patch14_dinov2": ViTShape(384, 12, 6, 14, 518, 0, True, *_IMAGENET),
+    "vit_base_patch14_dinov2": ViTShape(768, 12, 12, 14, 518, 0, True, *_IMAGENET),
+}
+
+
+def deit_facts(embed_dim: int) -> ArchFacts:
+    """Facts of a DeiT (timm ``deit_*_patch16_224``) of width ``embed_dim`` (the scale table's reference rows)."""
+    return ViTShape(embed_dim, 12, embed_dim // 64, 16, 224, 1000, False, *_IMAGENET).facts()
 
 
 # Reference models of the paper's scale discussion: (label, embed_dim, heads, depth).
@@ -166,16 +206,26 @@ DEIT_REFERENCES = (("DeiT-Ti", 192, 3, 12), ("DeiT-S", 384, 6, 12), ("DeiT-B", 7
 
 
 def summary_without_weights(spec: str, arch: str | None = None) -> AncestorSummary:
-    """An ancestor's summary from its architecture alone (meta device): enough for sizing, no weights read.
+    """An ancestor's summary from its architecture alone: enough for sizing, no weights read.
 
-    Lets ``learngene size`` answer instantly and offline even for hub models whose weights are not downloaded.
-    ``num_classes`` is what the architecture builds by default (the built-in backbone has none).
+    Lets ``learngene size`` answer instantly and offline even for hub models whose weights are not downloaded:
+    architectures in :data:`KNOWN_VITS` are written out without importing torch or timm; others are read off a
+    timm model on the meta device. ``num_classes`` is what the architecture builds by default (the built-in backbone
+    has none).
     """
-    import timm
-
-    from learngene.ancestors import builtin, parse_spec, summarize
+    from learngene.ancestors import builtin
+    from learngene.ancestors.summary import parse_spec
 
     kind, model_arch, _ = parse_spec(spec, arch)
+    known = KNOWN_VITS.get(model_arch)
+    if known is not None:
+        img_size = builtin.IMG_SIZE if kind == "builtin" else known.img_size
+        num_classes = 0 if kind == "builtin" else known.num_classes
+        return _written_out_summary(known, spec, model_arch, img_size, num_classes, pretrained=kind != "random")
+    import timm
+
+    from learngene.ancestors.loading import summarize
+
     if kind == "builtin":
         model = timm.create_model(builtin.ARCH, pretrained=False, img_size=builtin.IMG_SIZE, num_classes=0, device="meta")
     else:
@@ -183,3 +233,19 @@ def summary_without_weights(spec: str, arch: str | None = None) -> AncestorSumma
             raise LearngeneError(f"unknown model name {model_arch!r}; see timm.list_models('*vit*')")
         model = timm.create_model(model_arch, pretrained=False, device="meta")
     return summarize(model, spec, model_arch, pretrained=kind != "random")
+
+
+def _written_out_summary(
+    shape: ViTShape, spec: str, arch: str, img_size: int, num_classes: int, pretrained: bool
+) -> AncestorSummary:
+    from learngene.descendant.size import count_params
+
+    facts, grid = shape.facts(), img_size // shape.patch_size
+    return AncestorSummary(
+        spec=spec, arch=arch, num_layers=shape.depth, num_heads=shape.num_heads, embed_dim=shape.embed_dim,
+        head_dim=facts.head_dim, mlp_hidden_dim=facts.mlp_hidden, patch_size=shape.patch_size, img_size=img_size,
+        grid_size=(grid, grid), num_prefix_tokens=1, num_reg_tokens=0, has_class_token=True,
+        layer_scale=shape.layer_scale, qkv_bias=True, num_classes=num_classes,
+        num_params=count_params(facts, [shape.num_heads] * shape.depth, img_size, num_classes),
+        mean=shape.mean, std=shape.std, pretrained=pretrained,
+    )

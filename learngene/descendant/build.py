@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from learngene.ancestors import Ancestor
+from learngene.descendant.config import CONFIG_FORMAT  # noqa: F401 - re-exported; defined torch-free
 from learngene.descendant.inherit import init_cluster_learngene, init_from_layers, init_scratch
 from learngene.descendant.model import create_descendant_model
 from learngene.descendant.size import descendant_size
 from learngene.descendant.spec import DescendantSpec
 from learngene.errors import LearngeneError
-
-CONFIG_FORMAT = "learngene-descendant/1"
 
 
 @dataclass

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from learngene.atomic import write_json_atomic
-from learngene.descendant.build import CONFIG_FORMAT
 from learngene.errors import LearngeneError
 from learngene.output_dir import DESCENDANT_CONFIG
+
+# The format tag of config.json (and of the weights file's metadata); here so that reading a config needs no torch.
+CONFIG_FORMAT = "learngene-descendant/1"
 
 
 @dataclass(frozen=True)

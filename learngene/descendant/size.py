@@ -23,16 +23,27 @@ Counting rules (method.md "Parameter and FLOP counts"):
   and the classifier (C K). FLOPs are 2 x MACs. Norms, softmax, GELU and bias additions are not counted (they
   are a fraction of a percent, and FLOP counters such as ``torch.utils.flop_counter`` leave them out too).
 * The training-memory figure is an *estimate*; see :func:`train_memory_estimate`.
+
+Nothing here imports torch: for the architectures :data:`learngene.descendant.arch.KNOWN_VITS` writes out, a size
+is pure arithmetic (``learngene size`` answers in a fraction of a second); other architectures are read off a timm
+model on the meta device once. The counting below is the same either way and does not branch on where the facts
+came from; an init method that changes the model's shapes needs its own terms here, whichever path is taken. Two
+cases import torch because their counts live beside their torch code: ``parity="authors"``
+(:mod:`learngene.descendant.parity`) and ``weight-transformation`` (:mod:`learngene.descendant.multiplexed`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from learngene.ancestors import Ancestor, AncestorSummary
+from learngene.ancestors.summary import AncestorSummary
 from learngene.descendant.arch import DEIT_REFERENCES, ArchFacts, arch_facts, deit_facts
 from learngene.descendant.spec import LAYERS_ONLY_BASELINES, SCHEDULES, DescendantSpec
 from learngene.errors import LearngeneError
+
+if TYPE_CHECKING:  # sizing is arithmetic: torch is imported only when a loaded Ancestor is passed in
+    from learngene.ancestors import Ancestor
 
 # How many ancestor layers the layer-inheriting baselines take (the paper's baselines).
 HEURISTIC_LAST_LAYERS = 3
@@ -78,9 +89,9 @@ class DescendantSize:
 
 
 def _facts(ancestor: Ancestor | AncestorSummary) -> tuple[AncestorSummary, ArchFacts]:
-    if isinstance(ancestor, Ancestor):
-        return ancestor.summary, ArchFacts.from_model(ancestor.model)
-    return ancestor, arch_facts(ancestor)
+    if isinstance(ancestor, AncestorSummary):
+        return ancestor, arch_facts(ancestor)
+    return ancestor.summary, ArchFacts.from_model(ancestor.model)
 
 
 def facts_for_spec(facts: ArchFacts, spec: DescendantSpec) -> ArchFacts:

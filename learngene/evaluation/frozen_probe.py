@@ -29,8 +29,10 @@ PROBE_FORMAT = "learngene-probe/1"
 
 
 def run_probe(settings: ProbeSettings, *, ancestor=None, mad: np.ndarray | None = None, progress: bool = True,
-              on_table: Callable[[dict], None] | None = None) -> dict:
-    """Fill every width x dataset table; ``on_table(result_so_far)`` is called after each one (to save it).
+              on_table: Callable[[dict], None] | None = None,
+              on_design: Callable[[int, int], None] | None = None) -> dict:
+    """Fill every width x dataset table; ``on_table(result_so_far)`` is called after each one (to save it), and
+    ``on_design(done, total)`` after each design of the whole run (the app's progress bar).
 
     ``ancestor`` (loaded from ``settings.ancestor`` when None) and ``mad``, its (L, H) mean attention distances
     (computed on the built-in probe images and cached when None), let a caller reuse what it already has.
@@ -62,15 +64,24 @@ def run_probe(settings: ProbeSettings, *, ancestor=None, mad: np.ndarray | None 
         "complete": False,
     }
     datasets: dict[str, ProbeData] = {}
+    requests = [TableRequest(width=w, null_draws=settings.draws_for(i)) for i, w in enumerate(widths)]
+    total = len(settings.datasets) * sum(len(ROWS[n].designs(context, r)) for r in requests for n in settings.rows)
+    counted = [0]
+
+    def design_done() -> None:
+        counted[0] += 1
+        if on_design is not None:
+            on_design(counted[0], total)
+
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(scoring_pool(settings.jobs)) if settings.jobs > 1 else None
-        for index, (width, spec) in enumerate(zip(widths, specs, strict=True)):
+        for request, spec in zip(requests, specs, strict=True):
             for name in settings.datasets:
                 if name not in datasets:
                     datasets[name] = load_probe_data(name, summary.img_size, settings.subset)
-                request = TableRequest(width=width, null_draws=settings.draws_for(index))
-                table = probe_table(context, datasets[name], request, settings, progress=progress, pool=pool)
+                table = probe_table(context, datasets[name], request, settings, progress=progress, pool=pool,
+                                    on_design=design_done)
                 table["heads"] = list(spec.heads)
                 result["tables"].append(table)
                 result["seconds"] = round(time.perf_counter() - started, 1)
@@ -85,7 +96,8 @@ def _say(message: str) -> None:
 
 
 def probe_table(context: ProbeContext, data: ProbeData, request: TableRequest, settings: ProbeSettings, *,
-                progress: bool = True, pool: Executor | None = None) -> dict:
+                progress: bool = True, pool: Executor | None = None,
+                on_design: Callable[[], None] | None = None) -> dict:
     """Score every row of one width on one dataset.
 
     With a ``pool``, scoring runs in its worker processes while the next designs' features are extracted here
@@ -109,6 +121,8 @@ def probe_table(context: ProbeContext, data: ProbeData, request: TableRequest, s
                 else:
                     pending.append((row, pool.submit(score_features, *arguments)))
             bar.update(1)
+            if on_design is not None:
+                on_design()
         for row, future in pending:
             row.update(future.result())
     return {"dataset": data.dataset, "images": data.num_images, "classes": len(data.classes),

@@ -69,3 +69,17 @@ def test_compute_statistics_then_restart_reuses_them(app, saved_session):
     assert_clean(again)
     assert metric(again, "Probe images") == "2"
     assert not [b for b in again.button if b.key == "compute_stats"]
+
+
+def test_the_card_drawn_before_loading_equals_the_loaded_ancestors():
+    """The Ancestor page draws the built-in (and random) ancestors' card before the model loads: it must say what the
+    loaded model says (only the weights' fingerprint is unknown beforehand)."""
+    from app.resources import quick_summary
+    from app.state import Choice
+    from learngene.ancestors import load_ancestor
+
+    for choice in (Choice(), Choice(spec="random:deit_tiny_patch16_224")):
+        loaded = load_ancestor(choice.spec).summary
+        assert replace(quick_summary(choice), weights_sha256=loaded.weights_sha256) == loaded
+    assert quick_summary(Choice(img_size=112)) is None  # another resolution: wait for the load
+    assert quick_summary(Choice(spec="random:test_vit4")) is None  # not a written-out architecture

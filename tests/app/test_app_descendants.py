@@ -83,3 +83,27 @@ def test_save_name_follows_the_design_until_the_user_types_one(app):
     at.number_input(key="d_depth").set_value(5).run()
     assert at.text_input(key="d_folder").value == "/tmp/my-own-name"  # the user's own name is kept
     assert_clean(at)
+
+
+def test_the_ancestor_label_points_into_the_empty_corner_of_the_scale_chart():
+    """The label leaves the ancestor's point towards lower parameters and higher MACs, a region no row occupies.
+
+    The label sits 55 px or more below the point, about a factor 1.3 in parameters on the chart's log axis; a row
+    just beside the ancestor (depth 9 at w = 0.5 has its size) is above the label."""
+    import math
+
+    import pandas as pd
+
+    from app.descendant_view import ancestor_label
+    from learngene.descendant import scale_table
+    from learngene.descendant.arch import summary_without_weights
+
+    for spec in ("builtin", "deit_small_patch16_224", "deit_base_patch16_224"):
+        table = pd.DataFrame(scale_table(summary_without_weights(spec), num_classes=10))
+        ancestor = table[table.kind == "ancestor"].iloc[0]
+        label = ancestor_label(table)
+        assert label["text"] == ancestor.label
+        assert math.isclose(10 ** label["x"], ancestor.macs / 1e9) and math.isclose(10 ** label["y"], ancestor.params / 1e6)
+        assert label["ax"] > 0 and label["ay"] > 0  # right of and below the point (screen y grows downwards)
+        corner = table[(table.macs > ancestor.macs) & (table.params < ancestor.params / 1.3)]
+        assert corner.empty, corner.label.tolist()

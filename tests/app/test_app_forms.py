@@ -35,6 +35,18 @@ def test_quick_preset_fills_the_recipe_and_the_paper_recipe_on_cpu_is_flagged(ap
     assert at.number_input(key="ft_mixup").value == 0.8 and at.number_input(key="ft_max_steps").value == 0
 
 
+def test_clicking_the_selected_preset_again_keeps_it_and_the_recipe(app):
+    """A segmented control deselects on a second click; the preset (and what the user edited) must stay, where the
+    page used to raise KeyError: None into the server log."""
+    at = _finetune(app)
+    at.segmented_control(key="ft_preset").set_value(QUICK).run()
+    at.number_input(key="ft_max_steps").set_value(7).run()
+    at.segmented_control(key="ft_preset").set_value(None).run()
+    assert_clean(at)
+    assert at.segmented_control(key="ft_preset").value == QUICK
+    assert at.number_input(key="ft_max_steps").value == 7 and at.number_input(key="ft_img").value == 28
+
+
 def test_warm_up_as_long_as_the_run_is_flagged(app):
     at = _finetune(app)
     at.number_input(key="ft_epochs").set_value(4).run()
