@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--ancestor", default="builtin")
+    parser.add_argument("--results", help="also replace this table's entries (table 'paired') in this results.json "
+                        "(docs/results.json; then run scripts/results_tables.py)")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -125,6 +127,19 @@ def build_designs(args: argparse.Namespace, seed: int, rows: list[str], out: Pat
         save_descendant(descendant, folder, force=True)
         built[row] = folder
     return built
+
+
+def merge_into_results(path: Path, result: dict, source: str) -> None:
+    """Replace the ``paired`` entries of ``path`` (a docs/results.json list) by this run's rows."""
+    from learngene.atomic import write_text_atomic
+
+    settings = result["settings"]
+    entries = [e for e in json.loads(path.read_text(encoding="utf-8")) if e.get("table") != "paired"]
+    for row in result["rows"]:
+        entries.append({"table": "paired", "dataset": settings["dataset"], "img_size": settings["img_size"],
+                        "steps": settings["steps"], "width_ratio": settings["width_ratio"], "depth": settings["depth"],
+                        **row, "source": source, "command": result["command"]})
+    write_text_atomic(path, json.dumps(entries, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": jobs,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.results:
+        merge_into_results(Path(args.results), result, source=args.out)
     print(json.dumps([{k: v for k, v in e.items() if k != "best_top1_per_seed"} for e in table], indent=1))
     return 0
 
