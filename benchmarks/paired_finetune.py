@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         pending = 0
         for key, job in jobs.items():
-            if job["state"] in FINAL_STATES:
-                continue
+            if job["state"] in FINAL_STATES or job["row"] not in args.rows or job["seed"] not in args.seeds:
+                continue  # finished, or outside this table (a rerun with fewer seeds reads what is done)
             record = manager.get(job["run_id"])
             if record["state"] in FINAL_STATES:
                 job.update(run_figures(record, manager.read_metrics(job["run_id"])), state=record["state"])
