@@ -2,7 +2,7 @@
 
 ``docs/results.md`` marks each generated table with a pair of HTML comments::
 
-    <!-- table: paired dataset=digits -->
+    <!-- table: paired dataset=digits metric=final_top1 -->
     | ... the rendered table ... |
     <!-- /table -->
 
@@ -91,19 +91,19 @@ def render_probe_percentiles(entries: list[Entry]) -> str:
 
 
 def render_paired(entries: list[Entry]) -> str:
-    """Final top-1 per seed for every row, and each row's paired difference from Cluster-Learngene."""
+    """Each row's score per seed, and its paired difference from Cluster-Learngene (one metric per table)."""
     if not entries:
         raise LearngeneError("no paired fine-tuning entries match this table")
-    seeds = sorted({int(s) for e in entries for s in e["final_top1_per_seed"]})
+    seeds = sorted({int(s) for e in entries for s in e["per_seed"]})
     header = (["row"] + [f"seed {s}" for s in seeds]
               + ["mean", "Δ vs CL per seed", "mean Δ ± sd", "paired t (df)", "p", "seeds above CL"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for entry in entries:
-        per_seed = entry["final_top1_per_seed"]
+        per_seed = entry["per_seed"]
         cells = [PAIRED_LABELS.get(entry["row"], entry["row"])]
         cells += [f"{per_seed[str(s)]:.1f}" if str(s) in per_seed else "-" for s in seeds]
-        cells.append(f"{entry['final_top1_mean']:.1f}")
-        paired = entry.get("paired_vs_cluster_learngene")
+        cells.append(f"{entry['mean']:.1f}")
+        paired = entry.get("paired")
         if paired is None:
             cells += ["-"] * 5
         else:

@@ -43,18 +43,21 @@ def test_paired_table_shows_each_seed_and_the_paired_test():
     reference = {0: 70.0, 1: 72.0, 2: 68.0}
     other = {0: 65.0, 1: 70.0, 2: 64.0}
     entries = [
-        {"table": "paired", "dataset": "digits", "row": "cluster-learngene",
-         "final_top1_per_seed": {str(k): v for k, v in reference.items()}, "final_top1_mean": 70.0},
-        {"table": "paired", "dataset": "digits", "row": "scratch",
-         "final_top1_per_seed": {str(k): v for k, v in other.items()}, "final_top1_mean": 199 / 3,
-         "paired_vs_cluster_learngene": paired_difference("scratch", other, "cluster-learngene", reference).to_dict()},
+        {"table": "paired", "dataset": "digits", "metric": "final_top1", "row": "cluster-learngene",
+         "per_seed": {str(k): v for k, v in reference.items()}, "mean": 70.0},
+        {"table": "paired", "dataset": "digits", "metric": "final_top1", "row": "scratch",
+         "per_seed": {str(k): v for k, v in other.items()}, "mean": 199 / 3,
+         "paired": paired_difference("scratch", other, "cluster-learngene", reference).to_dict()},
+        {"table": "paired", "dataset": "digits", "metric": "curve_top1", "row": "scratch",
+         "per_seed": {"0": 1.0}, "mean": 1.0},
     ]
-    table = render_block("paired dataset=digits", entries)
+    table = render_block("paired dataset=digits metric=final_top1", entries)
     lines = table.splitlines()
     assert lines[0].startswith("| row | seed 0 | seed 1 | seed 2 | mean |")
     # differences -5, -2, -4: mean -3.67, sd 1.53, t = -3.67 / (1.53 / sqrt 3) = -4.16 with 2 df
     assert "| scratch | 65.0 | 70.0 | 64.0 | 66.3 | -5.0, -2.0, -4.0 | -3.7 ± 1.5 | -4.16 (2) |" in table
     assert lines[2].startswith("| Cluster-Learngene | 70.0 | 72.0 | 68.0 | 70.0 | - |")
+    assert len(lines) == 4  # the curve_top1 entry belongs to the other metric's table
 
 
 def test_an_unknown_table_name_or_selector_is_one_clear_error():
