@@ -1,12 +1,15 @@
-"""On the real built-in ancestor (300 digits at 224 px, 6-layer descendants at w = 2), the frozen features order as
-the method expects: the full ancestor above every descendant, every inheriting descendant above scratch.
+"""On the real built-in ancestor (60 digits at 224 px, w = 2), inherited weights give far better frozen features
+than scratch: the full ancestor and the Cluster-Learngene descendant both beat the scratch descendant on both
+scores.
 
-The slice matters. On 300 digits ``learngene probe`` measured (docs/probe_cpu_digits300.json) ancestor 92.3 % /
-73.7 % (linear / 5-NN), Cluster-Learngene 88.3 / 65.3, prune 87.7 / 70.7, scratch 70.7 / 30.3. On 60 digits the
-ancestor scored *below* the descendants (63.3 % linear against 71.7 %): too few images for a 384-wide linear
-probe, so smaller slices cannot show the ordering. The build is deterministic (fixed seed, fixed stratified subset),
-so the margins do not move between runs; the statistics here come from 12 built-in photos (the session fixture),
-not the 36 of the documented run, which is why the asserted margins are smaller than the measured ones.
+The stronger ordering "full ancestor > Cluster-Learngene descendant" does NOT hold on frozen features here and is
+deliberately not asserted: on these 60 digits the ancestor scores 63.3 % (linear) / 36.7 % (5-NN) against
+71.7-76.7 % / 46.7 % for the w = 2 descendant, and on 200 digits the ancestor (86.0 % / 66.5 %) trails its own
+first 6 layers (pretrained-prune at w = 1: 88.0 % / 70.5 %): DINOv2's last layers do not help upscaled 8 x 8
+digits. (Measured with ``learngene probe``; see the probe JSON in docs/.) On 300 digits the ancestor leads the
+linear probe (92.3 % vs 88.3 % for Cluster-Learngene, docs/probe_cpu_digits300.json), but with this fixture's
+statistics (12 photos) Cluster-Learngene *ties* the ancestor on 5-NN (73.7 % each), and that slice costs about
+5 CPU-minutes, so no slice this machine can afford in a test shows "ancestor > every descendant" robustly.
 """
 
 from __future__ import annotations
@@ -17,22 +20,17 @@ import pytest
 from learngene.evaluation.frozen_probe import run_probe
 from learngene.evaluation.settings import ProbeSettings
 
-DESCENDANTS = ("cluster-learngene", "pretrained-prune")
-
 
 @pytest.mark.slow
-def test_full_ancestor_leads_every_descendant_which_leads_scratch(builtin_ancestor, builtin_stats, tmp_path,
-                                                                   monkeypatch):
+def test_inherited_features_beat_scratch_on_real_digits(builtin_ancestor, builtin_stats, tmp_path, monkeypatch):
     monkeypatch.setenv("LEARNGENE_CACHE_DIR", str(tmp_path))
-    settings = ProbeSettings(datasets=("digits",), depth=6, widths=("2",), null_draws=(0,), subset=300,
-                             rows=("ancestor", *DESCENDANTS, "scratch"))
+    settings = ProbeSettings(datasets=("digits",), depth=6, widths=("2",), null_draws=(0,), subset=60,
+                             rows=("ancestor", "cluster-learngene", "scratch"))
     result = run_probe(settings, ancestor=builtin_ancestor, mad=np.asarray(builtin_stats.mean_attention_distance),
                        progress=False)
-    table = result["tables"][0]
-    rows = {r["row"]: r for r in table["rows"]}
-    assert table["images"] == 300 and table["heads"] == [3] * 6
+    rows = {r["row"]: r for r in result["tables"][0]["rows"]}
+    assert result["tables"][0]["images"] == 60 and result["tables"][0]["heads"] == [3] * 6
     for score in ("linear", "knn"):
-        for descendant in DESCENDANTS:
-            assert rows["ancestor"][score] > rows[descendant][score], (score, descendant, rows)
-            # Inherited features far above scratch (measured 17+ points linear, 35+ points 5-NN); chance is 10 %.
-            assert rows[descendant][score] > rows["scratch"][score] + 0.1, (score, descendant, rows)
+        # Margins of 10+ points measured (scratch: 41.7 % / 20.0 %); chance is 10 %.
+        assert rows["ancestor"][score] > rows["scratch"][score] + 0.1, (score, rows)
+        assert rows["cluster-learngene"][score] > rows["scratch"][score] + 0.1, (score, rows)
