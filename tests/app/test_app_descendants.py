@@ -107,3 +107,22 @@ def test_the_ancestor_label_points_into_the_empty_corner_of_the_scale_chart():
         assert label["ax"] > 0 and label["ay"] > 0  # right of and below the point (screen y grows downwards)
         corner = table[(table.macs > ancestor.macs) & (table.params < ancestor.params / 1.3)]
         assert corner.empty, corner.label.tolist()
+
+
+def test_weight_transformation_design_gets_a_size_or_one_line_naming_the_fix(app, tmp_path):
+    """Weight-Transformation shares blocks between pairs of layers at the ancestor's width: the page sizes a valid
+    design (fewer stored parameters than the plain descendant of the same depth) and names the fix for a width
+    ratio it cannot take, without a traceback."""
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(2).run()
+    at.number_input(key="d_ratio").set_value(1.0).run()
+    plain = float(metric(at, "Parameters (10 classes)").split()[0])
+    at.selectbox(key="d_init").set_value("weight-transformation").run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    shared = float(metric(at, "Parameters (10 classes)").split()[0])
+    assert shared < plain, (shared, plain)  # one stored attention and FFN for the two layers
+    at.number_input(key="d_ratio").set_value(2.0).run()
+    assert_clean(at)
+    assert any("width" in e.value for e in at.error), [e.value for e in at.error]
