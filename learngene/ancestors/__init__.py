@@ -6,7 +6,7 @@ loading an ancestor imports torch and timm.
 
 from __future__ import annotations
 
-import importlib
+from learngene.lazy_exports import lazy_getattr
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -20,8 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'learngene.ancestors' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -32,6 +32,12 @@ PAIRED_LABELS = {"cluster-learngene": "Cluster-Learngene", "random-heads": "rand
                  "pretrained-prune": "prune (first H_d heads)", "scratch": "scratch"}
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of ``header`` and ``rows`` (cells already formatted)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
 def _pct(fraction: float) -> str:
     return f"{100 * fraction:.1f}"
 
@@ -56,7 +62,7 @@ def render_probe_null(entries: list[Entry]) -> str:
         if row == "pretrained-prune":
             header.append(null_header)
     header.append("CL percentile")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_out = []
     for entry in entries:
         for key, name in SCORES:
             cells = [f"{entry['dataset']}, {name}"]
@@ -67,8 +73,8 @@ def render_probe_null(entries: list[Entry]) -> str:
                     null = entry["null"][key]
                     cells.append(f"{_pct(null['mean'])} ± {_pct(null['std'])}")
             cells.append(f"{entry['cluster_percentile'][key]:.0f}")
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows_out.append(cells)
+    return _markdown(header, rows_out)
 
 
 def render_probe_percentiles(entries: list[Entry]) -> str:
@@ -76,7 +82,7 @@ def render_probe_percentiles(entries: list[Entry]) -> str:
     widths = list(dict.fromkeys(e["width"] for e in entries))
     datasets = list(dict.fromkeys(e["dataset"] for e in entries))
     header = ["dataset, linear / 5-NN"] + [f"w = {w}" if w[0].isdigit() else w for w in widths]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_out = []
     for dataset in datasets:
         cells = [dataset]
         for width in widths:
@@ -86,8 +92,8 @@ def render_probe_percentiles(entries: list[Entry]) -> str:
                 continue
             percentile = match[0]["cluster_percentile"]
             cells.append(f"{percentile['linear']:.0f} / {percentile['knn']:.0f} ({match[0]['null']['draws']} draws)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows_out.append(cells)
+    return _markdown(header, rows_out)
 
 
 def render_paired(entries: list[Entry]) -> str:
@@ -97,7 +103,7 @@ def render_paired(entries: list[Entry]) -> str:
     seeds = sorted({int(s) for e in entries for s in e["per_seed"]})
     header = (["row"] + [f"seed {s}" for s in seeds]
               + ["mean", "Δ vs CL per seed", "mean Δ ± sd", "paired t (df)", "p", "seeds above CL"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_out = []
     for entry in entries:
         per_seed = entry["per_seed"]
         cells = [PAIRED_LABELS.get(entry["row"], entry["row"])]
@@ -113,8 +119,8 @@ def render_paired(entries: list[Entry]) -> str:
             cells.append("-" if paired["t"] is None else f"{paired['t']:+.2f} ({n - 1})")
             cells.append("-" if paired["p"] is None else f"{paired['p']:.3f}")
             cells.append(f"{paired['wins']} of {n}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows_out.append(cells)
+    return _markdown(header, rows_out)
 
 
 def render_comparison(entries: list[Entry]) -> str:
