@@ -117,7 +117,7 @@ def render_paired(entries: list[Entry]) -> str:
             cells.append(", ".join(f"{d:+.1f}" for d in paired["differences"]))
             cells.append(f"{paired['mean']:+.1f}" + (f" ± {paired['sd']:.1f}" if paired["sd"] is not None else ""))
             cells.append("-" if paired["t"] is None else f"{paired['t']:+.2f} ({n - 1})")
-            cells.append("-" if paired["p"] is None else f"{paired['p']:.3f}")
+            cells.append("-" if paired["p"] is None else "< 0.001" if paired["p"] < 0.001 else f"{paired['p']:.3f}")
             cells.append(f"{paired['wins']} of {n}")
         rows_out.append(cells)
     return _markdown(header, rows_out)
