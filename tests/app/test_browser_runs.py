@@ -27,9 +27,12 @@ def react_ms() -> int:
     on a shared 2-core machine running several test suites, every process gets a fraction of a core."""
     return int(REACT_MS * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-TINY_FORM = {"Epochs": "1", "Max steps (0 = all)": "60", "Batch size (per process)": "8", "Resolution (px)": "16",
+# Long enough that Stop lands mid-run: the engine reads its metrics once per log line now, and on a quiet machine
+# this run trains about 12 steps a second, so 60 steps ended before a Stop clicked after step 10 could arrive.
+STEPS = 170  # within the one epoch (179 steps of 8 digits images)
+TINY_FORM = {"Epochs": "1", "Max steps (0 = all)": str(STEPS), "Batch size (per process)": "8", "Resolution (px)": "16",
              "Data workers (-1 = auto)": "0"}
-TINY_FLAGS = ("--max-steps 60", "--batch-size 8", "--img-size 16", "--workers 0", "--device cpu")
+TINY_FLAGS = (f"--max-steps {STEPS}", "--batch-size 8", "--img-size 16", "--workers 0", "--device cpu")
 
 # One read of everything the checks compare, in a single JS call so the values come from the same moment.
 SNAPSHOT_JS = """() => {
@@ -167,18 +170,19 @@ def test_launch_stop_resume_clone_in_a_browser(server, tmp_path):
             assert _step(resumed) >= stopped_at  # continued, not restarted from 0
 
             _click(page, "Clone")  # clone
-            clone = watch.until(lambda s: (s["picker"] or "").startswith("tiny (clone)"), react_ms(),
+            # The picker can render a moment before the clone's State metric does: wait for both.
+            clone = watch.until(lambda s: (s["picker"] or "").startswith("tiny (clone)") and s["state"], react_ms(),
                                 "the clone selected in the picker")
             assert clone["state"] in ("queued", "running"), clone
             clone_id = RUN_ID.search(clone["picker"]).group(0)
             assert clone_id != run_id
-            watch.until(lambda s: s["state"] == "succeeded" and _step(s) == 60, 240_000, "the clone succeeded")
+            watch.until(lambda s: s["state"] == "succeeded" and _step(s) == STEPS, 240_000, "the clone succeeded")
 
             page.get_by_label("Run", exact=True).click()  # back to the first run
             page.get_by_role("option", name=f"tiny · {run_id}").click()
             done = watch.until(lambda s: s["picker"] == f"tiny · {run_id}" and s["progress"].startswith("tiny: "),
                                react_ms(), "the first run selected")
-            assert done["state"] == "succeeded" and _step(done) == 60
+            assert done["state"] == "succeeded" and _step(done) == STEPS
             assert re.search(r"epoch 1/1", done["progress"]), done
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # kept by pytest's tmp_path
