@@ -11,16 +11,16 @@ seed it builds, from the built-in ancestor, one 6-layer descendant per row and f
 - ``pretrained-prune``: the ancestor's first layers with their first H_d heads;
 - ``scratch``: the descendant architecture with random weights.
 
-Runs sharing a seed share the classifier's initial weights, the data order and the validation split, so the
-table pairs them by seed: per-seed differences against Cluster-Learngene and a paired t-test
+Runs sharing a seed share the build seed (Cluster-Learngene and its random-heads twin even share the classifier's
+initial weights), the data order and the validation split, so the table pairs them by seed: per-seed differences against Cluster-Learngene and a paired t-test
 (:mod:`learngene.evaluation.paired`). The primary score is the final top-1 (the last evaluation), which no choice
 of checkpoint has seen; the mean over every evaluation of a run (the area under its learning curve) is the
 second, less noisy one while the runs are still learning.
 
 The runs go through the run manager's queue (``--runs-dir``, ``--slots`` at once, one CPU thread each), so they are
 visible in ``learngene runs`` and the app. A rerun with the same ``--work`` keeps finished runs and trains only
-what is missing. Budget on the shared 2-core machine: 4 rows x 5 seeds x 200 steps, two at a time, about 45
-minutes (see docs/results.md for the measured time).
+what is missing. Budget on the shared 2-core machine: 4 rows x 5 seeds x 200 steps, two at a time, took 55 minutes
+beside other work; docs/results.md used 10 seeds (section 0b).
 
 Usage::
 
