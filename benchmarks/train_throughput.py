@@ -46,6 +46,21 @@ from learngene.training.runner import Runner, resolve_device  # noqa: E402
 log = logging.getLogger("benchmarks.train_throughput")
 
 
+def _step(model: nn.Module, criterion: nn.Module, images: torch.Tensor, targets: torch.Tensor, device: torch.device,
+          optimizer: torch.optim.Optimizer, amp_dtype, scaler) -> None:
+    """One forward + backward + optimizer step, the same for the hand loop and the synthetic ceiling."""
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = criterion(model(images), targets)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -67,16 +82,7 @@ def hand_loop(model: nn.Module, loader, sampler, epoch: int, steps: int, device:
         elif channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = criterion(model(images), targets)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        _step(model, criterion, images, targets, device, optimizer, amp_dtype, scaler)
     _sync(device)
     return time.perf_counter() - start
 
@@ -89,16 +95,7 @@ def synthetic_loop(model: nn.Module, images: torch.Tensor, targets: torch.Tensor
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = criterion(model(images), targets)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        _step(model, criterion, images, targets, device, optimizer, amp_dtype, scaler)
     _sync(device)
     return time.perf_counter() - start
 
