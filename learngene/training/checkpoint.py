@@ -1,5 +1,5 @@
-"""Checkpoints of a run (model, optimizer, scheduler, scaler, EMA, step, RNG states including the batched
-augmentation's generator) and their safe loading.
+"""Checkpoints of a run (model, optimizer, scheduler, scaler, EMA, step, every rank's RNG states including the
+batched augmentation's generator) and their safe loading.
 
 Everything saved is tensors, numbers, strings, lists and dicts, so :func:`load_checkpoint` can use
 ``torch.load(weights_only=True)`` and never unpickle arbitrary objects from a file.
@@ -59,21 +59,52 @@ def augment_state(preprocess: Any) -> dict[str, Any] | None:
     return state_dict() if callable(state_dict) else None
 
 
-def set_augment_state(preprocess: Any, state: dict[str, Any] | None, rank: int = 0) -> None:
-    """Restore :func:`augment_state` into ``preprocess`` (a checkpoint without one leaves it as seeded).
-
-    Only rank 0 writes checkpoints, so every rank gets rank 0's state; the other ranks then re-seed from it plus their
-    rank (as :mod:`runner` does for torch's global generator), so ranks keep drawing different augmentations.
-    """
+def set_augment_state(preprocess: Any, state: dict[str, Any] | None) -> None:
+    """Restore :func:`augment_state` into ``preprocess`` (a checkpoint without one leaves it as seeded)."""
     load = getattr(preprocess, "load_state_dict", None)
-    if state is None or not callable(load):
-        return
-    load(state)
+    if state is not None and callable(load):
+        load(state)
+
+
+def rank_state(preprocess: Any) -> dict[str, Any]:
+    """One process's draws so far: its :func:`rng_state` and its batched augmentation's :func:`augment_state`.
+
+    Under torchrun every rank has its own (seeded with its rank), so checkpoints keep one per rank in
+    ``RANK_STATES``.
+    """
+    return {"rng": rng_state(), "augment_rng": augment_state(preprocess)}
+
+
+RANK_STATES = "rank_states"  # checkpoint key: the list of every rank's rank_state, indexed by rank
+
+
+def restore_rank_state(state: dict[str, Any], preprocess: Any, rank: int, world_size: int) -> bool:
+    """Restore this rank's generators from a checkpoint ``state``.
+
+    Returns:
+        True when the checkpoint held this rank's own states (the resumed run draws exactly what an uninterrupted one
+        would); False for a checkpoint from before every rank's state was saved.
+    """
+    ranks = state.get(RANK_STATES)
+    if isinstance(ranks, list) and len(ranks) == world_size:
+        own = ranks[rank]
+        set_rng_state(own["rng"])
+        set_augment_state(preprocess, own.get("augment_rng"))
+        return True
+    # An older checkpoint holds rank 0's states only: every rank restores them, and ranks > 0 then re-seed their
+    # generators from them plus their rank, as setup's per-rank seeding does, so ranks keep drawing different
+    # augmentations (though not the ones an uninterrupted run would have drawn on those ranks).
+    set_rng_state(state["rng"])
+    augment = state.get("augment_rng")
+    set_augment_state(preprocess, augment)
     if rank:
-        generator = torch.Generator()
-        generator.set_state(state["generator"])
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) + rank
-        load({"generator": torch.Generator().manual_seed(seed).get_state()})
+        if augment is not None and callable(getattr(preprocess, "load_state_dict", None)):
+            generator = torch.Generator()
+            generator.set_state(augment["generator"])
+            seed = int(torch.randint(0, 2**62, (1,), generator=generator).item()) + rank
+            preprocess.load_state_dict({"generator": torch.Generator().manual_seed(seed).get_state()})
+        torch.manual_seed(int(torch.randint(0, 2**31, (1,)).item()) + rank)
+    return False
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -80,3 +80,16 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item() > 0)
+
+
+def gather_objects(obj: object) -> list[object] | None:
+    """Every rank's ``obj`` (picklable), indexed by rank, on rank 0; None on the other ranks.
+
+    A collective: every rank must call it at the same point. For one process: ``[obj]``, no process group needed.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    rank = dist.get_rank()
+    gathered: list[object] | None = [None] * dist.get_world_size() if rank == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered

@@ -29,7 +29,7 @@ from learngene.runs import rundir
 from learngene.training import checkpoint as ckpt
 from learngene.training.config import TrainConfig
 from learngene.training.data import build_loaders, load_splits
-from learngene.training.distributed import DistInfo, any_rank, barrier
+from learngene.training.distributed import DistInfo, any_rank, barrier, gather_objects
 from learngene.training.engine import RunningMetrics, StepContext, evaluate, train_one_epoch
 from learngene.training.metrics_log import MetricsLogger
 from learngene.training.model import build_model
@@ -260,7 +260,7 @@ class Runner:
         write_json_atomic(self.run_dir / name, record)
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def _state(self) -> dict[str, Any]:
+    def _state(self, rank_states: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -271,16 +271,26 @@ class Runner:
             "epoch": self.epoch,
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
+            "world_size": self.dist.world_size,
             "best_top1": self.best_top1,
             "config": self.config.to_dict(),
             "classes": self.classes,
-            "rng": ckpt.rng_state(),
-            "augment_rng": ckpt.augment_state(self.preprocess),
+            # rank 0's states under the keys checkpoints have always had, so older versions still resume them
+            "rng": rank_states[0]["rng"],
+            "augment_rng": rank_states[0]["augment_rng"],
+            ckpt.RANK_STATES: rank_states,
         }
 
     def save(self, name: str) -> None:
+        """Write checkpoint ``name`` (rank 0 writes it).
+
+        Every rank must call this at the same step: it gathers every rank's generator states to rank 0 first. The
+        callers' conditions are all the same on every rank (step counts, :func:`any_rank` stops, all-reduced
+        accuracies).
+        """
+        rank_states = gather_objects(ckpt.rank_state(self.preprocess))
         if self.dist.is_main:
-            ckpt.save_checkpoint(self.ckpt_dir / f"{name}.pt", self._state())
+            ckpt.save_checkpoint(self.ckpt_dir / f"{name}.pt", self._state(rank_states))
             log.info("saved checkpoint %s at step %d", name, self.step)
 
     def _load_last(self) -> None:
@@ -290,6 +300,13 @@ class Runner:
             raise LearngeneError(
                 f"{path} was written with {state.get('steps_per_epoch')} steps per epoch, this run has "
                 f"{self.steps_per_epoch}: resume with the same data, batch size and number of processes"
+            )
+        # Different process counts can give the same steps per epoch (100 images at batch 32: 1 step on 2 or 3
+        # processes); checkpoints from before world_size was saved have only the check above.
+        if state.get("world_size", self.dist.world_size) != self.dist.world_size:
+            raise LearngeneError(
+                f"{path} was written by {state['world_size']} processes, this run has {self.dist.world_size}: "
+                f"resume with the same number of processes"
             )
         try:
             self.model.load_state_dict(state["model"])
@@ -304,11 +321,9 @@ class Runner:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.best_top1 = state.get("best_top1")
-        ckpt.set_rng_state(state["rng"])
-        ckpt.set_augment_state(self.preprocess, state.get("augment_rng"), self.dist.rank)
-        # Each rank draws its own augmentations: offset the restored generator by rank like seed_everything does.
-        if self.dist.rank:
-            torch.manual_seed(int(torch.randint(0, 2**31, (1,)).item()) + self.dist.rank)
+        if not ckpt.restore_rank_state(state, self.preprocess, self.dist.rank, self.dist.world_size) and self.dist.rank:
+            log.info("%s holds rank 0's generator states only (an older checkpoint): rank %d re-seeded from them",
+                     path, self.dist.rank)
         log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
 
     # ------------------------------------------------------------------------------------------------ records

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_metrics
+import torch
+from conftest import TINY, read_metrics
 
 from learngene.training.checkpoint import load_checkpoint
+from learngene.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,3 +174,46 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(make_run):
     assert json.loads((run_dir / "repro.json").read_text())["world_size"] == 2
     assert not list(run_dir.glob("*.tmp")) and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "best.pt", "last.pt"]
+
+
+def _torchrun_worker(run_dir: Path, *extra: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "learngene.training.worker", str(run_dir), *extra],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_torchrun_resume_draws_what_an_uninterrupted_run_draws_on_every_rank(make_run, tmp_path, monkeypatch):
+    """2 gloo processes, cached pipeline with RandAugment and erasing: 6 steps straight vs 3 steps, then resumed to 6.
+
+    Each rank draws its own crops, flips, RandAugment ops and erase boxes; a resumed rank 1 that did not get its own
+    generator back would draw differently, and its gradients reach the weights through DDP's average.
+    """
+    monkeypatch.setenv("LEARNGENE_CACHE_DIR", str(tmp_path / "cache"))  # _env() copies os.environ
+    # A constant learning rate (min_lr = lr, no warm-up): raising max_steps on resume leaves the schedule alone
+    # (the scheduler keeps the checkpoint's total steps), so the interruption is the only difference between runs.
+    common = dict(epochs=1, log_every=1, val_fraction=0.05, data_pipeline="cached", mixup=0.0, cutmix=0.0,
+                  reprob=0.25, randaugment="rand-m9-mstd0.5-inc1", warmup_epochs=0.0, min_lr=TINY["lr"])
+    straight = make_run("straight", max_steps=6, **common)
+    assert _torchrun_worker(straight)["step"] == 6
+
+    split = make_run("split", max_steps=3, **common)
+    assert _torchrun_worker(split)["step"] == 3
+    saved = load_checkpoint(split / "checkpoints" / "last.pt")  # weights_only=True loads the per-rank states
+    ranks = saved["rank_states"]
+    assert saved["world_size"] == 2 and len(ranks) == 2
+    assert all(r["augment_rng"]["generator"].dtype == torch.uint8 for r in ranks)
+    assert not torch.equal(ranks[0]["augment_rng"]["generator"], ranks[1]["augment_rng"]["generator"])
+    TrainConfig.from_dict({**TINY, **common, "max_steps": 6}).to_yaml(split / "config.yaml")
+    assert _torchrun_worker(split, "--resume")["step"] == 6
+
+    losses = {r["step"]: r["loss"] for r in read_metrics(straight) if r["kind"] == "train"}
+    resumed = {r["step"]: r["loss"] for r in read_metrics(split) if r["kind"] == "train"}
+    assert [resumed[s] for s in (4, 5, 6)] == [losses[s] for s in (4, 5, 6)]  # bit for bit
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(split / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
