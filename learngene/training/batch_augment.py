@@ -90,11 +90,15 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int,
     On a GPU: one ``torchvision.ops.roi_align`` call for the batch (float output); with ``sampling_ratio=-1`` each
     output pixel averages ceil(box / size)^2 bilinear samples, so shrinking is antialiased. On a CPU, where
     ``roi_align`` is not vectorised, a loop of antialiased bilinear ``interpolate`` calls on the uint8 crops is about
-    4x faster (output keeps the input dtype). Only the flipped images are mirrored (no whole-batch ``where``).
+    4x faster; output keeps the input dtype and memory format (channels-last uint8, as the cached loader hands it
+    over, takes PyTorch's vectorised uint8 path: about 2.7x faster than channels-first). Only the flipped images are
+    mirrored (no whole-batch ``where``).
     """
     flipped = [] if flips is None else torch.nonzero(flips.cpu()).flatten().tolist()
     if images.device.type == "cpu":
-        out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=images.dtype)
+        layout = torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) else \
+            torch.contiguous_format
+        out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=images.dtype, memory_format=layout)
         mirror = set(flipped)
         for index, (top, left, height, width) in enumerate(boxes.tolist()):
             crop = images[index:index + 1, :, top:top + height, left:left + width]
@@ -209,6 +213,8 @@ class BatchAugment:
             out = crop_and_resize(images, boxes, self.img_size, flips)
             if self.randaugment is not None:
                 out = self.randaugment(out, self.generator)
+            # float32 in channels-first memory for the per-pixel ops below (one pass: convert and transpose)
+            out = out.to(torch.float32, memory_format=torch.contiguous_format)
             # x * scale + shift; a multiply and an in-place add are ~4x cheaper on a CPU than a broadcast addcmul
             out = (out.float() if out.dtype != torch.float32 else out).mul_(self.norm_scale).add_(self.norm_shift)
             if self.erase_prob > 0:

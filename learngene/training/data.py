@@ -368,12 +368,13 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 def make_loader(dataset: Dataset, sampler: ResumableSampler, batch_size: int, workers: int, pin_memory: bool,
-                drop_last: bool, seed: int) -> DataLoader:
-    """A DataLoader over ``sampler`` with persistent, prefetching workers."""
+                drop_last: bool, seed: int, collate_fn: Callable | None = None) -> DataLoader:
+    """A DataLoader over ``sampler`` with persistent, prefetching workers (``collate_fn``: torch's default)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
+        collate_fn=collate_fn,
         num_workers=workers,
         pin_memory=pin_memory,
         drop_last=drop_last,
@@ -405,12 +406,23 @@ class CachedSplit(Dataset):
         return (self.transform(image) if self.transform is not None else image), target
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
-        """A whole batch in one sorted read of the memmap (the DataLoader calls this instead of per-item gets)."""
+        """A whole batch in one read of the memmap (the DataLoader calls this instead of per-item gets).
+
+        Images stay (3, S, S) views of the cache's (S, S, 3) pixels: :func:`collate_squares` stacks them back into
+        one channels-last batch with a plain copy (a channels-first copy transposes every byte, which on a CPU costs
+        more than the crop that follows)."""
         images, targets = self.cache.batch(indices)
-        images = images.contiguous()  # (B, 3, S, S) from (B, S, S, 3): one copy for the batch
         if self.transform is not None:
             return [(self.transform(image), target) for image, target in zip(images, targets.tolist(), strict=True)]
         return list(zip(images, targets.tolist(), strict=True))
+
+
+def collate_squares(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cached items -> uint8 (B, 3, S, S) in channels-last memory (what the cache stores: (S, S, 3) per image) and
+    int64 targets. Stacking the images' (S, S, 3) views is a copy without a transpose; the batched augmentation's
+    crop reads channels-last uint8 through PyTorch's fast path."""
+    images = torch.stack([image.permute(1, 2, 0) for image, _ in items]).permute(0, 3, 1, 2)
+    return images, torch.tensor([target for _, target in items], dtype=torch.int64)
 
 
 def _memory_bytes() -> int:
@@ -497,6 +509,7 @@ def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float]
                                   crop_pct=1.0 if splits.builtin else 0.875, seed=cfg.seed * 1_000_003 + rank,
                                   randaugment=batched)
     pin = device.type == "cuda"
+    collate = collate_squares if pipeline == "cached" else None
     train_sampler = ResumableSampler(len(train_ds), rank, world_size, shuffle=True, seed=cfg.seed)
     val_sampler = ResumableSampler(len(val_ds), rank, world_size, shuffle=False, pad=False)
     return Loaders(
@@ -504,7 +517,7 @@ def build_loaders(config: TrainConfig, splits: DataSplits, mean: Sequence[float]
         workers=workers,
         train_size=len(train_ds),
         train_sampler=train_sampler,
-        train_loader=make_loader(train_ds, train_sampler, cfg.batch_size, workers, pin, True, cfg.seed + rank),
-        val_loader=make_loader(val_ds, val_sampler, cfg.batch_size, workers, pin, False, cfg.seed),
+        train_loader=make_loader(train_ds, train_sampler, cfg.batch_size, workers, pin, True, cfg.seed + rank, collate),
+        val_loader=make_loader(val_ds, val_sampler, cfg.batch_size, workers, pin, False, cfg.seed, collate),
         preprocess=preprocess,
     )
