@@ -183,16 +183,23 @@ def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | N
 # ---------------------------------------------------------------------------------------------------------------------
 # Lookup-table ops: (n, C, 256) tables, applied together by one gather
 # ---------------------------------------------------------------------------------------------------------------------
-def _histograms(images: torch.Tensor) -> torch.Tensor:
-    """(n, C, H, W) integer-valued float -> int64 (n, C, 256) counts.
+def pixel_index(images: torch.Tensor) -> torch.Tensor:
+    """(n, C, H, W) integer-valued float -> its levels as int64 (n * C, H * W): the index of the table lookups and
+    histograms (computed once per image and op: converting float to int64 is the costliest pass of a lookup)."""
+    return images.reshape(images.shape[0] * images.shape[1], -1).long()
+
+
+def _histograms(images: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, C, H, W) integer-valued float -> int64 (n, C, 256) counts (``index``: its :func:`pixel_index`).
 
     ``scatter_add_`` into a fixed-size table rather than ``bincount``, which on CUDA reads the input's maximum back
     to the host (a sync per call) and on a CPU is several times slower.
     """
     n, c = images.shape[:2]
-    index = images.reshape(n * c, -1).long()
+    index = pixel_index(images) if index is None else index
     counts = torch.zeros(n * c, 256, dtype=torch.long, device=images.device)
-    return counts.scatter_add_(1, index, torch.ones_like(index)).view(n, c, 256)
+    ones = torch.ones(1, 1, dtype=torch.long, device=images.device).expand_as(index)  # no pixel-sized buffer
+    return counts.scatter_add_(1, index, ones).view(n, c, 256)
 
 
 def equalize_lut(histogram: torch.Tensor) -> torch.Tensor:
@@ -219,15 +226,17 @@ def autocontrast_lut(images: torch.Tensor) -> torch.Tensor:
     return torch.where(high <= low, levels.expand_as(lut), lut).long()
 
 
-def lut_for(name: str, images: torch.Tensor, argument: torch.Tensor) -> torch.Tensor:
-    """int64 (n, C, 256) table of a lookup-table op for each image (``argument`` (n,) on the images' device)."""
+def lut_for(name: str, images: torch.Tensor, argument: torch.Tensor,
+            index: torch.Tensor | None = None) -> torch.Tensor:
+    """int64 (n, C, 256) table of a lookup-table op for each image (``argument`` (n,) on the images' device;
+    ``index``: the images' :func:`pixel_index`, if already computed)."""
     n, c = images.shape[:2]
     levels = torch.arange(256, device=images.device).expand(n, c, 256)
     arg = argument.long().view(n, 1, 1)
     if name == "AutoContrast":
         return autocontrast_lut(images)
     if name == "Equalize":
-        return equalize_lut(_histograms(images))
+        return equalize_lut(_histograms(images, index))
     if name == "Invert":
         return 255 - levels
     if name in ("Posterize", "PosterizeIncreasing"):
@@ -241,11 +250,18 @@ def lut_for(name: str, images: torch.Tensor, argument: torch.Tensor) -> torch.Te
     raise ValueError(f"{name} is not a lookup-table op")
 
 
-def apply_luts(images: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    """Map every pixel of (n, C, H, W) integer-valued float through its image's and channel's table (n, C, 256)."""
+def apply_luts(images: torch.Tensor, luts: torch.Tensor, out: torch.Tensor | None = None,
+               index: torch.Tensor | None = None) -> torch.Tensor:
+    """Map every pixel of (n, C, H, W) integer-valued float through its image's and channel's table (n, C, 256),
+    into ``out`` (contiguous, may be ``images`` itself: the index is a copy) or a new tensor (``index``: the
+    images' :func:`pixel_index`, if already computed)."""
     n, c, h, w = images.shape
-    index = images.reshape(n * c, h * w).long()
-    return luts.reshape(n * c, 256).to(images.dtype).gather(1, index).view(n, c, h, w)
+    index = pixel_index(images) if index is None else index
+    tables = luts.reshape(n * c, 256).to(images.dtype)
+    if out is None:
+        return tables.gather(1, index).view(n, c, h, w)
+    torch.gather(tables, 1, index, out=out.view(n * c, h * w))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -285,7 +301,8 @@ def degenerate(name: str, images: torch.Tensor) -> torch.Tensor:
 
 def blend(base: torch.Tensor, images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``Image.blend(base, images, factor)``: base + factor (images - base), clipped to [0, 255] and truncated."""
-    return torch.floor((base + factor.to(images.dtype).view(-1, 1, 1, 1) * (images - base)).clamp_(0, 255))
+    # in place after the one subtraction (the same float operations as written above, so the same result)
+    return (images - base).mul_(factor.to(images.dtype).view(-1, 1, 1, 1)).add_(base).clamp_(0, 255).floor_()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -342,11 +359,36 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return coords.permute(0, 2, 3, 1)
 
 
+def translate_bilinear(images: torch.Tensor, argument: torch.Tensor, axis: int, fill: torch.Tensor) -> torch.Tensor:
+    """TranslateX/YRel (``axis`` -1 / -2) resampled bilinearly, as two shifted copies blended: PIL's matrix reads
+    output pixel x from input x + t (t = ``argument`` x the side), so out(x) = (1 - f) g(x + k) + f g(x + k + 1)
+    with k = floor(t), f = t - k, and g the image inside it and ``fill`` outside. This is what ``warp(..., mode=
+    "bilinear")`` computes (its samples fall on pixel centres along the other axis), for a third of its cost on a
+    CPU; results can differ from it by one level where float rounding lands on the other side of .5."""
+    side = images.shape[axis]
+    out = torch.empty_like(images)
+    for index, shift in enumerate((argument.double() * side).tolist()):
+        whole = math.floor(shift)
+        fraction = shift - whole
+        image = images[index]
+
+        def shifted(offset: int, image: torch.Tensor = image) -> torch.Tensor:
+            moved = fill[0].expand_as(image).clone()
+            low, high = max(0, -offset), min(side, side - offset)
+            if low < high:
+                moved.narrow(axis, low, high - low).copy_(image.narrow(axis, low + offset, high - low))
+            return moved
+
+        out[index] = torch.lerp(shifted(whole), shifted(whole + 1), fraction) if fraction else shifted(whole)
+    return out.round_()  # a convex blend of levels: already in [0, 255]
+
+
 def warp(images: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
     """Resample (n, C, H, W) through ``theta`` (n, 2, 3), out-of-image pixels ``fill`` (1, C, 1, 1); rounded."""
     grid = affine_grid(to_device(theta, images.device, images.dtype), images.shape[-2], images.shape[-1])
-    out = F.grid_sample(images - fill, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    return torch.round(out.add_(fill)).clamp_(0, 255)
+    out = F.grid_sample(images - fill, grid, mode=mode, padding_mode="zeros", align_corners=False).add_(fill)
+    # bilinear weights are convex: the levels stay in [0, 255]; bicubic overshoots and is clipped as PIL does
+    return out.round_() if mode == "bilinear" else out.round_().clamp_(0, 255)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -359,6 +401,8 @@ def apply_op(name: str, images: torch.Tensor, argument: torch.Tensor, fill: torc
         return apply_luts(images, lut_for(name, images, to_device(argument, images.device)))
     if name in BLEND_OPS:
         return blend(degenerate(name, images), images, to_device(argument, images.device))
+    if name in ("TranslateXRel", "TranslateYRel") and mode == "bilinear":
+        return translate_bilinear(images, argument, -1 if name == "TranslateXRel" else -2, fill)
     if name in AFFINE_OPS:
         h, w = images.shape[-2:]
         return warp(images, to_theta(pil_affine(name, argument, h, w), h, w), fill, mode)
@@ -372,13 +416,17 @@ class BatchRandAugment:
         policy: a parsed policy (:func:`parse_policy`).
         fill: the colour of pixels moved in from outside the image (timm: the dataset mean x 255, rounded).
         interpolation: ``bicubic`` (default, as timm) or ``bilinear`` for the affine ops.
+        per_image: run each op image by image on views of the batch instead of once on the gathered sub-batch of
+            the images that drew it; None (default): image by image on a CPU. A layer of a 32-image batch gives
+            each of the 15 ops one or two images, so on a CPU the gather and scatter of the sub-batch cost more
+            than they save, while on a GPU one launch per op and sub-batch is what makes the ops cheap.
     """
 
     def __init__(self, policy: RandAugmentPolicy, fill: Sequence[float] = (128, 128, 128),
-                 interpolation: str = "bicubic") -> None:
+                 interpolation: str = "bicubic", per_image: bool | None = None) -> None:
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-        self.policy, self.interpolation = policy, interpolation
+        self.policy, self.interpolation, self.per_image = policy, interpolation, per_image
         self.fill = tuple(float(v) for v in fill)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -386,8 +434,16 @@ class BatchRandAugment:
 
     def apply(self, images: torch.Tensor, draw: RandAugmentDraw) -> torch.Tensor:
         """Apply the drawn layers in order; within a layer each image has at most one op, so the ops' sub-batches
-        are disjoint and run one after the other on the same tensor."""
-        out = images.float() if images.dtype == torch.uint8 else torch.round(images.float()).clamp_(0, 255)
+        are disjoint and run one after the other on the same tensor.
+        """
+        if images.dtype == torch.uint8:  # channels-first float32 (one pass: convert and transpose)
+            out = images.to(torch.float32, memory_format=torch.contiguous_format)
+        else:
+            out = torch.round(images.float()).clamp_(0, 255).contiguous()
+        return self._apply_layers(out, draw)
+
+    def _apply_layers(self, out: torch.Tensor, draw: RandAugmentDraw) -> torch.Tensor:
+        """The drawn layers on integer-valued float32 ``out`` (a view of the batch), in place."""
         fill = to_device(torch.tensor(self.fill), out.device, out.dtype).view(1, -1, 1, 1)
         ops = self.policy.ops
         for layer in range(draw.ops.shape[0]):
@@ -396,6 +452,9 @@ class BatchRandAugment:
             for k in torch.unique(chosen[chosen >= 0]).tolist():
                 rows = torch.nonzero(chosen == k).flatten()
                 args[ops[k]] = (rows, level_to_arg(ops[k], draw.magnitude[layer, rows], draw.negate[layer, rows]))
+            if self.per_image if self.per_image is not None else out.device.type == "cpu":
+                self._image_by_image(out, args, fill)
+                continue
             self._lut_group(out, {n: a for n, a in args.items() if n in LUT_OPS})
             for name in (n for n in args if n in BLEND_OPS):
                 rows, argument = args[name]
@@ -403,6 +462,25 @@ class BatchRandAugment:
                 out.index_copy_(0, index, apply_op(name, out.index_select(0, index), argument, fill))
             self._affine_group(out, {n: a for n, a in args.items() if n in AFFINE_OPS}, fill)
         return out
+
+    def _image_by_image(self, out: torch.Tensor, args: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                        fill: torch.Tensor) -> None:
+        """Each image that drew an op, as a view of the batch (a layer's images are disjoint, so order is free).
+        The thetas of a resampled op are built once for all its images (a few dozen small float64 ops)."""
+        h, w = out.shape[-2:]
+        shifted = ("TranslateXRel", "TranslateYRel") if self.interpolation == "bilinear" else ()
+        for name, (rows, argument) in args.items():
+            warped = name in AFFINE_OPS and name not in shifted
+            thetas = to_theta(pil_affine(name, argument, h, w), h, w) if warped else None
+            for position, row in enumerate(rows.tolist()):
+                view, value = out[row:row + 1], argument[position:position + 1]
+                if name in LUT_OPS:  # gathered straight into the batch
+                    index = pixel_index(view)
+                    apply_luts(view, lut_for(name, view, value, index), out=view, index=index)
+                elif warped:
+                    view.copy_(warp(view, thetas[position:position + 1], fill, self.interpolation))
+                else:
+                    view.copy_(apply_op(name, view, value, fill, self.interpolation))
 
     def _lut_group(self, out: torch.Tensor, args: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
         if not args:

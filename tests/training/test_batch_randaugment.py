@@ -214,3 +214,56 @@ def test_the_cached_pipeline_batches_the_policy_it_can(tmp_path, monkeypatch, po
         assert loaders.preprocess.randaugment.policy == parse_policy(PAPER) and in_workers is None
     else:  # weighted op sets: timm's PIL RandAugment in the loader workers, nothing batched
         assert loaders.preprocess.randaugment is None and isinstance(in_workers, CachedRandAugment)
+
+
+def test_image_by_image_equals_the_gathered_sub_batches():
+    """The CPU path (each image a view of the batch) and the GPU path (one call per op on the gathered images)."""
+    images = torch.from_numpy(np.stack([smooth_image(32, seed) for seed in range(24)])).permute(0, 3, 1, 2)
+    draw = sample_draw(24, parse_policy(PAPER), torch.Generator().manual_seed(3))
+    assert (draw.ops >= 0).sum() > 16  # most ops drawn at least once
+    for mode in ("bicubic", "bilinear"):
+        one_by_one = BatchRandAugment(parse_policy(PAPER), FILL, mode, per_image=True).apply(images, draw)
+        gathered = BatchRandAugment(parse_policy(PAPER), FILL, mode, per_image=False).apply(images, draw)
+        if mode == "bicubic":
+            assert torch.equal(one_by_one, gathered)
+        else:  # translations take the shifted-copies path image by image: float rounding at .5 only
+            diff = (one_by_one - gathered).abs()
+            assert diff.max() <= 1 and (diff > 0).double().mean() < 0.002
+
+
+@pytest.mark.parametrize("name", ["TranslateXRel", "TranslateYRel"])
+def test_bilinear_translation_by_shifted_copies(name):
+    """Against ``grid_sample`` (the general warp) and PIL's own bilinear affine transform, over whole and fractional
+    shifts both ways, including shifts past the image (all fill)."""
+    from learngene.training.batch_randaugment import pil_affine, to_theta, translate_bilinear, warp
+
+    image = smooth_image(40, 2)
+    batch = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    fill = torch.tensor(FILL, dtype=torch.float32).view(1, 3, 1, 1)
+    axis = -1 if name == "TranslateXRel" else -2
+    for fraction in (0.0, 0.1, -0.237, 0.45, -0.45, 0.5, 1.3):
+        argument = torch.tensor([fraction], dtype=torch.float64)
+        ours = translate_bilinear(batch, argument, axis, fill)
+        general = warp(batch, to_theta(pil_affine(name, argument, 40, 40), 40, 40), fill, "bilinear")
+        diff = (ours - general).abs()
+        assert diff.max() <= 1 and (diff > 0).double().mean() < 0.005, (fraction, diff.max())
+        pixels = fraction * 40
+        expected = np.asarray(Image.fromarray(image).transform(
+            (40, 40), Image.AFFINE, (1, 0, pixels, 0, 1, 0) if axis == -1 else (1, 0, 0, 0, 1, pixels),
+            resample=Image.BILINEAR, fillcolor=FILL), np.float64)
+        mine = ours[0].permute(1, 2, 0).numpy().astype(np.float64)
+        inside = slice(2, 38)  # PIL switches to the fill colour at the moved edge instead of blending into it
+        moved = (slice(None), inside) if axis == -1 else (inside, slice(None))
+        if abs(fraction) < 0.9:
+            keep = np.ones((40, 40), bool)
+            edge = round(-pixels) if pixels < 0 else round(40 - pixels)  # where x + pixels leaves [0, 40)
+            for column in range(edge - 2, edge + 3):  # the seam between image and fill
+                if 0 <= column < 40:
+                    if axis == -1:
+                        keep[:, column] = False
+                    else:
+                        keep[column, :] = False
+            assert np.abs(mine - expected)[keep].max() <= 1, (fraction, np.abs(mine - expected)[keep].max())
+        else:
+            assert np.array_equal(mine[moved], expected[moved])  # moved entirely out: the fill colour
+
