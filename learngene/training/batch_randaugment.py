@@ -4,7 +4,8 @@ The policy is parsed from timm's config string (``rand-m9-mstd0.5-inc1``, the pa
 replacement from timm's 15 ``inc1`` ops, each applied with probability 0.5 at a magnitude drawn from N(9, 0.5)
 clipped to [0, 10], with a random sign for the signed ops). Parameters are drawn per image on the CPU from one
 ``torch.Generator`` (a few numbers per image, so the device never waits for the host and a checkpoint can store the
-generator's state); each op then runs once per batch on the sub-batch of images that drew it:
+generator's state); on a GPU each op then runs once per batch on the sub-batch of images that drew it, on a CPU
+image by image on views of the batch (see :class:`BatchRandAugment`'s ``per_image``), with the same results:
 
 - lookup-table ops (auto-contrast, equalize, invert, posterize, solarize, solarize-add): one 256-entry table per
   image and channel, built from that image's histogram where the op needs one, all applied with a single ``gather``.
@@ -19,9 +20,10 @@ generator's state); each op then runs once per batch on the sub-batch of images 
   timm resamples bicubically with PIL's kernel (a = -0.5) and clamps neighbours at the image edge; here the
   interpolation is torch's bicubic (a = -0.75; ``bilinear`` selectable, a little softer, and what
   :class:`~learngene.training.batch_augment.BatchAugment` uses on a CPU, where it costs about two thirds as much),
-  and pixels within half a pixel of the image edge blend towards the fill colour instead of switching to it. On a smooth test image the
-  results differ by about 1 grey level on average, and by more than 8 levels on about 1-2 % of the pixels (the
-  borders of the moved image); the tests state the bounds.
+  and pixels within half a pixel of the image edge blend towards the fill colour instead of switching to it
+  (bilinear translations run as two shifted copies blended, :func:`translate_bilinear`: the same resampling). On a
+  smooth test image the results differ by about 1 grey level on average, and by more than 8 levels on about 1-2 %
+  of the pixels (the borders of the moved image); the tests state the bounds.
 
 Every op returns integer-valued float32 in [0, 255] (as PIL's uint8), so ops compose as in timm. Images are rounded
 to integers on entry (the GPU crop returns fractional values). Policies this module cannot batch (``t``: weighted op
