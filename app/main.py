@@ -26,6 +26,7 @@ import streamlit as st  # noqa: E402
 from app import serve  # noqa: E402
 
 PAGES = ROOT / "pages"
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
 GRANTED = "access_granted"
 # The run's own "Stop run" button is the only stop: Streamlit's running indicator offers a "Stop" (of the script
 # run) after half a second of every refresh, which users took for stopping the training run.
@@ -67,7 +68,9 @@ def access_gate() -> None:
     st.stop()
 
 
-st.set_page_config(page_title="learngene", page_icon=":material/genetics:", layout="wide")
+# A local file: a ":material/...:" page icon is fetched by the browser from fonts.gstatic.com (no network offline,
+# and a slow DNS answer would hold the tab's icon)
+st.set_page_config(page_title="learngene", page_icon=str(ICON), layout="wide")
 access_gate()
 st.html(HIDE_SCRIPT_STOP)
 navigation = st.navigation(

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -76,6 +77,11 @@ def test_readme_session_in_a_browser(server, tmp_path):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=serve.CHROMIUM, args=serve.CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        # Everything the page loads comes from this server: the app works offline (a ":material/...:" page icon
+        # was fetched from fonts.gstatic.com)
+        elsewhere: list[str] = []
+        page.on("request", lambda request: elsewhere.append(request.url)
+                if urlsplit(request.url).scheme in ("http", "https") and not request.url.startswith(base) else None)
         try:
             # 1. Ancestor: the built-in one is preselected; its card; compute statistics on the built-in photos.
             page.goto(base, timeout=60_000)
@@ -139,3 +145,4 @@ def test_readme_session_in_a_browser(server, tmp_path):
             browser.close()
     problems = [line for line in log.read_text(errors="replace").splitlines() if LOG_PROBLEM.search(line)]
     assert not problems, "\n".join(problems)
+    assert not elsewhere, f"requests to other hosts: {sorted(set(elsewhere))}"
