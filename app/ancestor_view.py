@@ -131,7 +131,7 @@ def current_statistics(choice: Choice):
 
     if st.session_state.get(SESSION_KEY):
         try:
-            uploaded = uploaded_statistics(resources.ancestor_for(choice).summary)
+            uploaded = uploaded_statistics(resources.summary_for(choice))
         except LearngeneError:
             uploaded = None
         if uploaded is not None:

@@ -28,6 +28,12 @@ def ancestor_for(choice: Choice):
     return ancestor(choice.spec, choice.arch, choice.img_size)
 
 
+def summary_for(choice: Choice):
+    """``choice``'s ancestor summary: without loading the model where :func:`quick_summary` knows it."""
+    quick = quick_summary(choice)
+    return quick if quick is not None else ancestor_for(choice).summary
+
+
 def quick_summary(choice: Choice):
     """``choice``'s ancestor summary without loading it, or None.
 

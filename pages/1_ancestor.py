@@ -14,17 +14,18 @@ with st.expander("Choose the ancestor and the probe images", expanded=resources.
 if requested is not None and ancestor_view.apply_choice(requested):
     choice = requested
 
-# The built-in (and random) ancestors' architecture is known without loading them: show it while the weights load.
+# The built-in (and random) ancestors' architecture is known without loading them, and nothing else on this page
+# needs the weights until statistics are computed: torch is not even imported, so the first page of a cold start
+# shows at once (a first torch import also stalls the server's replies for a second, even to the browser's requests
+# for the page's scripts). Files and hub models are loaded to read their architecture (and to fail early).
 quick = resources.quick_summary(choice)
-if quick is not None:
-    ancestor_view.architecture_card(quick)
-try:
-    ancestor = resources.ancestor_for(choice)
-except Exception as error:  # e.g. a saved choice whose file has since been deleted
-    st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another one above.")
-    st.stop()
 if quick is None:
-    ancestor_view.architecture_card(ancestor.summary)
+    try:
+        summary = resources.ancestor_for(choice).summary
+    except Exception as error:  # e.g. a saved choice whose file has since been deleted
+        st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another one above.")
+        st.stop()
+ancestor_view.architecture_card(quick if quick is not None else summary)
 st.subheader("Head statistics")
 st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else choice.probes}")
 stats = ancestor_view.ensure_statistics(choice, auto=False)
