@@ -9,7 +9,6 @@ list. The server binds 127.0.0.1 unless asked otherwise, and any other address n
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
 import signal
@@ -17,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +74,8 @@ def start(port: int, env: dict[str, str] | None = None, log_path: Path | None = 
 
 def wait_healthy(port: int, process: subprocess.Popen, timeout: float = 60.0) -> float:
     """Seconds until ``/_stcore/health`` answers ok; RuntimeError if the server exits or never answers."""
+    import urllib.request  # here, not at the top: app/main.py imports this module on every session's first run
+
     start_time = time.monotonic()
     while time.monotonic() - start_time < timeout:
         if process.poll() is not None:
@@ -113,6 +113,8 @@ def metric_value(page, label: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``make run``: start the app in the foreground (exec, so Ctrl-C reaches Streamlit directly)."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=LOOPBACK, help=f"address to listen on (default {LOOPBACK}; any other "
                                                          f"needs {PASSWORD_ENV})")
