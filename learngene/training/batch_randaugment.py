@@ -7,9 +7,10 @@ clipped to [0, 10], with a random sign for the signed ops). Parameters are drawn
 generator's state); on a GPU each op then runs once per batch on the sub-batch of images that drew it, on a CPU
 image by image on views of the batch (see :class:`BatchRandAugment`'s ``per_image``), with the same results:
 
-- lookup-table ops (auto-contrast, equalize, invert, posterize, solarize, solarize-add): one 256-entry table per
-  image and channel, built from that image's histogram where the op needs one, all applied with a single ``gather``.
-  These equal PIL exactly (integer arithmetic as in ``ImageOps``);
+- lookup-table ops (auto-contrast, equalize, solarize, solarize-add): one 256-entry table per image and channel,
+  built from that image's histogram where the op needs one, all applied with a single ``gather``; invert and
+  posterize as arithmetic on the levels (255 - x; floor(x / 2^(8 - bits)) 2^(8 - bits), exact in float32), which
+  costs a quarter of a table lookup on a CPU. These equal PIL exactly (integer arithmetic as in ``ImageOps``);
 - blend ops (brightness, contrast, colour/saturation, sharpness): ``PIL.ImageEnhance``'s blend with its degenerate
   image (black, the rounded mean grey, the ITU-R 601 luma, the 3x3 ``SMOOTH`` filter with the border kept), in float32
   and truncated like ``Image.blend``. Equal to PIL except where float32 rounding lands on the other side of an
@@ -56,8 +57,8 @@ PLAIN_OPS = (
     "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
 )
 AFFINE_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"})
-LUT_OPS = frozenset({"AutoContrast", "Equalize", "Invert", "Posterize", "PosterizeIncreasing", "Solarize",
-                     "SolarizeIncreasing", "SolarizeAdd"})
+LUT_OPS = frozenset({"AutoContrast", "Equalize", "Solarize", "SolarizeIncreasing", "SolarizeAdd"})
+LEVEL_OPS = frozenset({"Invert", "Posterize", "PosterizeIncreasing"})  # arithmetic on the levels (:func:`level_op`)
 BLEND_OPS = frozenset({"Color", "ColorIncreasing", "Contrast", "ContrastIncreasing", "Brightness",
                        "BrightnessIncreasing", "Sharpness", "SharpnessIncreasing"})
 SIGNED_OPS = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "ColorIncreasing",
@@ -239,17 +240,26 @@ def lut_for(name: str, images: torch.Tensor, argument: torch.Tensor,
         return autocontrast_lut(images)
     if name == "Equalize":
         return equalize_lut(_histograms(images, index))
-    if name == "Invert":
-        return 255 - levels
-    if name in ("Posterize", "PosterizeIncreasing"):
-        # keep the top ``bits`` bits; 0 bits is a black image (Pillow < 13; learngene's guarded PIL op does the same)
-        mask = (0xFF << (8 - arg.clamp(0, 8))) & 0xFF
-        return levels & mask
     if name in ("Solarize", "SolarizeIncreasing"):
         return torch.where(levels < arg, levels, 255 - levels)
     if name == "SolarizeAdd":
         return torch.where(levels < 128, (levels + arg).clamp_max(255), levels)
     raise ValueError(f"{name} is not a lookup-table op")
+
+
+def level_op(name: str, images: torch.Tensor, argument: torch.Tensor) -> torch.Tensor:
+    """Invert and posterize on integer-valued float (n, C, H, W) with per-image ``argument`` (n,) (bits to keep).
+
+    ``ImageOps``' tables as arithmetic, exact in float32 (integers below 2^24, divisions by powers of two).
+    Posterize keeps the top ``bits`` bits: floor(x / 2^(8 - bits)) 2^(8 - bits); 0 bits gives a black image, as
+    Pillow < 13 did (learngene's guarded PIL op does the same).
+    """
+    if name == "Invert":
+        return 255.0 - images
+    if name in ("Posterize", "PosterizeIncreasing"):
+        step = torch.exp2(8.0 - argument.to(images.dtype).clamp(0, 8)).view(-1, 1, 1, 1)
+        return torch.floor(images / step).mul_(step)
+    raise ValueError(f"{name} is not a level op")
 
 
 def apply_luts(images: torch.Tensor, luts: torch.Tensor, out: torch.Tensor | None = None,
@@ -401,6 +411,8 @@ def apply_op(name: str, images: torch.Tensor, argument: torch.Tensor, fill: torc
     """One op on a sub-batch with per-image arguments (float64 (n,) on the CPU, from :func:`level_to_arg`)."""
     if name in LUT_OPS:
         return apply_luts(images, lut_for(name, images, to_device(argument, images.device)))
+    if name in LEVEL_OPS:
+        return level_op(name, images, to_device(argument, images.device))
     if name in BLEND_OPS:
         return blend(degenerate(name, images), images, to_device(argument, images.device))
     if name in ("TranslateXRel", "TranslateYRel") and mode == "bilinear":
@@ -458,7 +470,7 @@ class BatchRandAugment:
                 self._image_by_image(out, args, fill)
                 continue
             self._lut_group(out, {n: a for n, a in args.items() if n in LUT_OPS})
-            for name in (n for n in args if n in BLEND_OPS):
+            for name in (n for n in args if n in BLEND_OPS or n in LEVEL_OPS):
                 rows, argument = args[name]
                 index = to_device(rows, out.device)
                 out.index_copy_(0, index, apply_op(name, out.index_select(0, index), argument, fill))
