@@ -11,6 +11,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from learngene.errors import LearngeneError
@@ -166,6 +167,7 @@ def run_compare(args: argparse.Namespace) -> int:
         from learngene.compare.report import markdown_table
 
         print(markdown_table(rows))
-        print(f"wrote {args.out}/{args.report}.json and {args.out}/{args.report}.md", file=sys.stderr)
+        out = Path(args.out)  # joined as a path: "cmp/" + "/report.json" printed "cmp//report.json"
+        print(f"wrote {out / (args.report + '.json')} and {out / (args.report + '.md')}", file=sys.stderr)
     unfinished = sum(r["failed"] + r["pending"] for r in rows)
     return 0 if not unfinished else 1
