@@ -153,6 +153,7 @@ class Runner:
         self.ckpt_dir = self.run_dir / rundir.CHECKPOINT_DIR
         self.metrics = MetricsLogger(self.run_dir, enabled=dist.is_main)
         self.step, self.epoch, self.best_top1 = 0, 0, None
+        self.evaluated_step: int | None = None  # the step of the last evaluation (checkpointed)
         self._interval_start = time.perf_counter()
         self._interval_images = 0
         self._interval_step = 0
@@ -273,6 +274,7 @@ class Runner:
             "total_steps": self.total_steps,
             "world_size": self.dist.world_size,
             "best_top1": self.best_top1,
+            "evaluated_step": self.evaluated_step,
             "config": self.config.to_dict(),
             "classes": self.classes,
             # rank 0's states under the keys checkpoints have always had, so older versions still resume them
@@ -321,6 +323,7 @@ class Runner:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.best_top1 = state.get("best_top1")
+        self.evaluated_step = state.get("evaluated_step")
         if not ckpt.restore_rank_state(state, self.preprocess, self.dist.rank, self.dist.world_size) and self.dist.rank:
             log.info("%s holds rank 0's generator states only (an older checkpoint): rank %d re-seeded from them",
                      path, self.dist.rank)
@@ -363,6 +366,7 @@ class Runner:
     def _evaluate(self) -> dict[str, Any]:
         result = evaluate(self.eval_net, self.val_loader, self.device, self.amp_dtype, self.channels_last,
                           self.preprocess)
+        self.evaluated_step = self.step
         improved = self.best_top1 is None or result["top1"] > self.best_top1
         if improved and math.isfinite(result["top1"]):
             self.best_top1 = result["top1"]
@@ -424,6 +428,11 @@ class Runner:
                 self._evaluate()
             if finished or (epoch_done and (self.epoch + 1) % cfg.save_every_epochs == 0):
                 self.save("last")
+        if self.evaluated_step != self.step:
+            # Every step was taken but the final evaluation was not: a stop that landed on the last step ended the
+            # run as "stopped" before it, and this is its resume (it used to report "succeeded" unevaluated).
+            self._evaluate()
+            self.save("last")
         best = "n/a" if self.best_top1 is None else f"{self.best_top1:.2f}"
         return RunOutcome("succeeded", self.step, self.epoch, self.best_top1,
                           f"finished {self.step} steps, best top-1 {best}%")

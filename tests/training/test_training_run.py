@@ -52,6 +52,20 @@ def _stop_at(stop: StopFlag, step: int):
     return progress
 
 
+def test_a_stop_on_the_last_step_is_evaluated_when_resumed(make_run):
+    run = make_run("last", epochs=1, max_steps=6, log_every=1)
+    stop = StopFlag()
+    result = run_training(run, progress=_stop_at(stop, 5), stop=stop)  # requested at step 5, seen at step 6
+    assert result["state"] == "stopped" and result["step"] == 6
+    assert not [r for r in read_metrics(run) if r["kind"] == "eval"]  # it stopped before the final evaluation
+    resumed = run_training(run, resume=True)
+    assert resumed["state"] == "succeeded" and resumed["step"] == 6
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "eval"] == [6]  # evaluated once, on resume
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["evaluated_step"] == 6
+    assert run_training(run, resume=True)["state"] == "succeeded"  # a finished run resumed: nothing more to do
+    assert [r["step"] for r in read_metrics(run) if r["kind"] == "eval"] == [6]
+
+
 def test_stop_then_resume_matches_an_uninterrupted_run(make_run):
     common = dict(epochs=1, max_steps=16, log_every=2, ema=True, ema_decay=0.9)
     straight = make_run("straight", **common)
