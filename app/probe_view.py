@@ -59,7 +59,6 @@ def probe_job_key(choice, settings, mad) -> str:
 
 def probe_panel(choice, spec: DescendantSpec) -> None:
     """Draw the panel: dataset, images and null draws, a button that starts (or joins) the job, and the table."""
-    from learngene.evaluation.designs import EPS, MIN_HEADS
     from learngene.evaluation.probe_data import DATASETS
     from learngene.evaluation.settings import ProbeSettings
 
@@ -78,13 +77,12 @@ def probe_panel(choice, spec: DescendantSpec) -> None:
     dataset = c[0].selectbox("Dataset", DATASETS, key="p_dataset")
     subset = c[1].number_input("Images (stratified subset)", 20, 2000, 100, step=20, key="p_subset")
     draws = c[2].number_input("Random-head draws (null; 0 = none)", 0, MAX_NULL_DRAWS, 0, key="p_draws")
-    notes = [f"at the ancestor's {resources.ancestor_for(choice).summary.img_size} px"]
-    if state.thresholds() != (EPS, MIN_HEADS):
-        notes.append(f"clustered with the paper's Eps {EPS:g} / MinHds {MIN_HEADS} (not this page's thresholds)")
-    st.caption("Designs are built " + "; ".join(notes) + ".")
+    eps, min_heads = state.thresholds()
+    st.caption(f"Designs are built at the ancestor's {resources.summary_for(choice).img_size} px, clustered with "
+               f"the Heads page's Eps {eps:g} / MinHds {min_heads}.")
     settings = ProbeSettings(ancestor=choice.spec, datasets=(dataset,), depth=int(spec.depth), widths=(width,),
-                             null_draws=(int(draws),), subset=int(subset), seed=int(spec.seed),
-                             rows=probe_rows(spec, int(draws)))
+                             null_draws=(int(draws),), subset=int(subset), seed=int(spec.seed), eps=eps,
+                             min_heads=min_heads, rows=probe_rows(spec, int(draws)))
     stats = _statistics(choice)
     mad = stats.mean_attention_distance if stats is not None else None
     key = probe_job_key(choice, settings, mad)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
 from learngene.paths import cache_dir
 
 CHOICE = "choice"
 EPS, MIN_HEADS = "eps", "min_heads"
-DEFAULT_EPS, DEFAULT_MIN_HEADS = 10.0, 1
+DEFAULT_EPS, DEFAULT_MIN_HEADS = PAPER_EPS, PAPER_MIN_HEADS
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from learngene.errors import LearngeneError
 
 CENTROID_MODES = ("nearest", "average")
 NOISE = -1
+# The paper's thresholds (method.md step 2): every command, the app and the probe default to them.
+PAPER_EPS, PAPER_MIN_HEADS = 10.0, 1
 
 
 def validate_thresholds(eps: float, min_heads: int) -> None:
@@ -149,7 +151,7 @@ class LayerClusters:
 
 
 def cluster_layers(
-    distances: Sequence[Sequence[float]] | np.ndarray, eps: float = 10.0, min_heads: int = 1
+    distances: Sequence[Sequence[float]] | np.ndarray, eps: float = PAPER_EPS, min_heads: int = PAPER_MIN_HEADS
 ) -> list[LayerClusters]:
     """Cluster every layer of an (L, H) MAD table independently; returns one :class:`LayerClusters` per layer."""
     validate_thresholds(eps, min_heads)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from learngene.cli.thresholds import add_threshold_arguments
 from learngene.errors import LearngeneError
 
 
@@ -15,11 +16,6 @@ def _add_ancestor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="builtin | timm model name | random:<name> | PATH[@ARCH] (default: builtin)")
     parser.add_argument("--arch", help="architecture of a weights file given without @ARCH")
     parser.add_argument("--img-size", type=int, help="input resolution (default: the ancestor's)")
-
-
-def _add_threshold_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--eps", type=float, default=10.0, help="Eps: neighbourhood radius in pixels (default 10)")
-    parser.add_argument("--min-heads", type=int, default=1, help="MinHds: heads needed for a core head (default 1)")
 
 
 def register(subparsers) -> None:
@@ -34,7 +30,7 @@ def register(subparsers) -> None:
 
     cluster = subparsers.add_parser("cluster", help="cluster each layer's heads; prints JSON")
     cluster.add_argument("--stats", required=True, help="STATS.json from `analyze`, or a bare JSON list of L lists")
-    _add_threshold_arguments(cluster)
+    add_threshold_arguments(cluster)
     cluster.set_defaults(func=run_cluster)
 
     extract = subparsers.add_parser("extract", help="extract the learngene (centroid heads, FFN centroids, ...)")
@@ -42,7 +38,7 @@ def register(subparsers) -> None:
     extract.add_argument("--stats", required=True, help="STATS.json computed on this ancestor")
     extract.add_argument("--stats-any", action="store_true",
                          help="use --stats even if it was computed on another ancestor (not recommended)")
-    _add_threshold_arguments(extract)
+    add_threshold_arguments(extract)
     extract.add_argument("--centroid", default="nearest", choices=["nearest", "average"])
     extract.add_argument("--ffn-groups", default="auto",
                          help="'auto' (the documented rule), 'none', or groups like '6-7,9-11'")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from learngene.cli.thresholds import add_threshold_arguments
 from learngene.errors import LearngeneError
 
 DEFAULT_INITS = "cluster-learngene,scratch,heuristic-learngene,auto-learngene,pretrained-prune"
@@ -59,8 +60,7 @@ def register(subparsers) -> None:
     group.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                        help="an extra row, e.g. order-original:head_order=original or eps20:eps=20 (repeatable)")
     group.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="seeds (default 0,1,2)")
-    group.add_argument("--eps", type=float, default=10.0, help="clustering Eps in pixels (default 10)")
-    group.add_argument("--min-heads", type=int, default=1, help="clustering MinHds (default 1)")
+    add_threshold_arguments(group)
     group.add_argument("--stats", help="statistics file of this ancestor (default: computed once on the built-in "
                                        "probe images)")
     group.add_argument("--out", required=True, help="output directory (reused to resume)")

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from learngene.cli.thresholds import add_threshold_arguments
 from learngene.errors import LearngeneError
 
 
@@ -37,8 +38,7 @@ def register(subparsers) -> None:
                                        "now on the built-in probe images when the method needs it)")
     build.add_argument("--stats-any", action="store_true",
                        help="use --stats even if it was computed on another ancestor (not recommended)")
-    build.add_argument("--eps", type=float, default=10.0, help="Eps: clustering radius in pixels (default 10)")
-    build.add_argument("--min-heads", type=int, default=1, help="MinHds: heads for a core head (default 1)")
+    add_threshold_arguments(build)
     build.add_argument("--ffn-groups", default="auto", help="'auto' (default), 'none', or groups like '6-7,9-11'")
     build.add_argument("--head-order", default="priority",
                        help="priority (default) | original | ascending-mad | descending-mad")

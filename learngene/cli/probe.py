@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from learngene.cli.thresholds import add_threshold_arguments
 from learngene.errors import LearngeneError
 
 
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
                        help="rows in table order, comma-separated (an unknown name lists the registered ones; "
                             "first-heads is available beside the defaults)")
     probe.add_argument("--seed", type=int, default=0, help="seed of the builds, null draws and folds (default 0)")
+    add_threshold_arguments(probe)
     probe.add_argument("--device", default="cpu", help="cpu (default) | cuda | auto")
     probe.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward passes (CUDA)")
     probe.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
@@ -82,7 +84,8 @@ def settings_from_args(args):
         raise LearngeneError("--bf16 is for CUDA; drop it or use --device cuda")
     return ProbeSettings(
         ancestor=args.ancestor, datasets=tuple(_split(args.dataset)), depth=args.depth, widths=tuple(widths),
-        null_draws=tuple(draws), subset=subset, seed=args.seed, rows=tuple(_split(args.rows)), device=device,
+        null_draws=tuple(draws), subset=subset, seed=args.seed, eps=args.eps, min_heads=args.min_heads,
+        rows=tuple(_split(args.rows)), device=device,
         bf16=args.bf16, batch_size=args.batch_size, jobs=args.jobs,
     )
 
@@ -92,7 +95,8 @@ def command_for(settings) -> list[str]:
     command = ["learngene", "probe", "--ancestor", settings.ancestor, "--dataset", ",".join(settings.datasets),
                "--depth", str(settings.depth), "--width-ratio", ",".join(settings.widths),
                "--null-draws", ",".join(map(str, settings.null_draws)), "--rows", ",".join(settings.rows),
-               "--seed", str(settings.seed), "--device", settings.device, "--batch-size", str(settings.batch_size),
+               "--seed", str(settings.seed), "--eps", f"{settings.eps:g}", "--min-heads", str(settings.min_heads),
+               "--device", settings.device, "--batch-size", str(settings.batch_size),
                "--jobs", str(settings.jobs)]
     command += ["--full"] if settings.subset is None else ["--subset", str(settings.subset)]
     return command + (["--bf16"] if settings.bf16 else [])

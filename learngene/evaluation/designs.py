@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from learngene.ancestors import Ancestor
+from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
 from learngene.descendant import DescendantSpec, build_descendant
 from learngene.descendant.spec import SCHEDULES
 from learngene.errors import LearngeneError
@@ -34,8 +35,6 @@ from learngene.paths import cache_dir
 # The descendant's classifier is never used (features are taken before it); one output keeps every design of a
 # width identical across datasets, so its features cache is shared by them.
 PROBE_CLASSES = 1
-# Clustering thresholds of the paper (method.md step 2).
-EPS, MIN_HEADS = 10.0, 1
 # Offsets the null's random stream from any other use of the seed.
 NULL_STREAM = 14
 MAD_VERSION = 1
@@ -109,11 +108,14 @@ class ProbeContext:
     Attributes:
         mad: (L, H) mean attention distances to cluster with; None computes them on the built-in probe images
             (cached on disk per ancestor weights).
+        eps, min_heads: the clustering thresholds of the Cluster-Learngene designs (the paper's by default).
     """
 
     ancestor: Ancestor
     depth: int
     seed: int = 0
+    eps: float = PAPER_EPS
+    min_heads: int = PAPER_MIN_HEADS
     device: str = "cpu"
     progress: Callable[[str], None] | None = None
     mad: np.ndarray | None = None
@@ -136,7 +138,8 @@ class ProbeContext:
         if self._learngene is None:
             from learngene.extraction import extract_learngene
 
-            self._learngene = extract_learngene(self.ancestor, self.distances(), eps=EPS, min_heads=MIN_HEADS)
+            self._learngene = extract_learngene(self.ancestor, self.distances(), eps=self.eps,
+                                                min_heads=self.min_heads)
         return self._learngene
 
     def build(self, spec: DescendantSpec):

@@ -47,7 +47,8 @@ def run_probe(settings: ProbeSettings, *, ancestor=None, mad: np.ndarray | None 
     if ancestor is None:
         ancestor = load_ancestor(settings.ancestor)
     context = ProbeContext(ancestor=ancestor, depth=settings.depth, seed=settings.seed, device=settings.device,
-                           progress=_say if progress else None, mad=mad)
+                           progress=_say if progress else None, mad=mad, eps=settings.eps,
+                           min_heads=settings.min_heads)
     specs = [context.spec(width) for width in widths]  # impossible widths / depths fail here, in one line
     summary = ancestor.summary
     result = {

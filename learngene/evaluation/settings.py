@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
 from learngene.errors import LearngeneError
 
 # --full: every image, every ratio of the issue, 50 null draws.
@@ -31,6 +32,7 @@ class ProbeSettings:
         null_draws: random head subsets per width: one number for all widths or one per width.
         subset: images per dataset (stratified, fixed); None for all.
         seed: seed of the builds' random parts, the null draws and the CV folds.
+        eps, min_heads: clustering thresholds of the Cluster-Learngene designs (the paper's: 10 px, 1).
         rows: registered row names, in table order.
         folds, k: stratified folds of the linear probe; neighbours of k-NN.
         device, bf16, batch_size: where and how features are extracted (bf16 autocast on CUDA only).
@@ -44,6 +46,8 @@ class ProbeSettings:
     null_draws: tuple[int, ...] = (DEFAULT_NULL_DRAWS,)
     subset: int | None = DEFAULT_SUBSET
     seed: int = 0
+    eps: float = PAPER_EPS
+    min_heads: int = PAPER_MIN_HEADS
     rows: tuple[str, ...] = DEFAULT_ROWS
     folds: int = DEFAULT_FOLDS
     k: int = DEFAULT_K
@@ -57,6 +61,7 @@ class ProbeSettings:
 
     def check(self) -> list:
         """Validate everything that needs no ancestor; returns the parsed widths. Raises LearngeneError."""
+        from learngene.clustering import validate_thresholds
         from learngene.evaluation.designs import check_rows, parse_width
         from learngene.evaluation.probe_data import DATASETS
 
@@ -72,6 +77,7 @@ class ProbeSettings:
         if any(d < 0 for d in self.null_draws):
             raise LearngeneError("--null-draws must be 0 or more")
         check_rows(self.rows)
+        validate_thresholds(self.eps, self.min_heads)
         if self.folds < 2 or self.k < 1 or self.batch_size < 1 or self.jobs < 1:
             raise LearngeneError("--folds must be at least 2, --k, --batch-size and --jobs at least 1")
         if self.subset is not None and self.subset < 2:

@@ -80,10 +80,25 @@ def test_rows_a_width_cannot_have_are_skipped_with_the_reason(tiny_ancestor, tin
     (dict(rows=("cluster",)), "unknown row 'cluster'"),
     (dict(null_draws=(1, 2)), "one --null-draws for all widths"),
     (dict(subset=1), "--subset must be at least 2"),
+    (dict(eps=0.0), "eps must be a positive number"),
+    (dict(min_heads=0), "min_heads must be an integer >= 1"),
 ])
 def test_bad_settings_fail_before_any_work(changes, message):
     with pytest.raises(LearngeneError, match=message):
         _settings(**changes).check()
+
+
+def test_the_clustering_thresholds_decide_the_cluster_learngene_design(tiny_ancestor, tiny_mad, cache):
+    """tiny_mad puts two heads 2 px apart and one 68 px away in every layer: Eps 10 keeps two clusters (a head of
+    each in the design), Eps 100 merges them into one (the design's second head then comes from elsewhere)."""
+    def design(**changes):
+        result = run_probe(_settings(rows=("cluster-learngene",), null_draws=(0,), **changes), ancestor=tiny_ancestor,
+                           mad=tiny_mad, progress=False)
+        return result["tables"][0]["rows"][0]["head_sources"]
+
+    paper = design()
+    assert paper == design(eps=10.0, min_heads=1)  # the paper's thresholds are the default
+    assert design(eps=100.0) != paper
 
 
 def test_impossible_width_is_one_line_from_the_ancestor(tiny_ancestor, tiny_mad, cache):
@@ -109,13 +124,15 @@ def test_cli_writes_json_with_a_reproducing_command_and_refuses_to_overwrite(tmp
     out = tmp_path / "probe.json"
     # timm's test_vit (6 layers x 2 heads, 64 wide, 160 px) keeps the real command path cheap.
     argv = ["probe", "--ancestor", "random:test_vit", "--depth", "2", "--width-ratio", "1", "--subset", "20",
-            "--rows", "cluster-learngene,random-heads", "--null-draws", "2", "--no-progress", "--out", str(out)]
+            "--rows", "cluster-learngene,random-heads", "--null-draws", "2", "--eps", "12.5", "--no-progress",
+            "--out", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert result["complete"]
     assert [r["row"] for r in result["tables"][0]["rows"]] == ["cluster-learngene", "random-heads", "random-heads"]
     recorded = settings_from_args(build_parser().parse_args(result["command"][1:]))
     assert recorded == settings_from_args(build_parser().parse_args(argv))
+    assert (recorded.eps, recorded.min_heads) == (12.5, 1) == (result["settings"]["eps"], result["settings"]["min_heads"])
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
 
