@@ -26,6 +26,13 @@ import streamlit as st  # noqa: E402
 from app import serve  # noqa: E402
 
 PAGES = ROOT / "pages"
+# A double helix drawn by the browser from an inline SVG (ASCII, no font needed): a ":material/...:" icon is fetched
+# from fonts.gstatic.com (no network offline; a slow resolver holds the tab), an image file costs 0.3 s of PIL work
+# and an emoji about 0.1 s of Streamlit's emoji catalogue on each server's first page (and needs an emoji font).
+ICON = ("data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64' fill='none' "
+        "stroke-linecap='round'><path d='M24 10h16M19 22h26M19 42h26M24 54h16' stroke='%23888' stroke-width='4'/>"
+        "<path d='M18 2C18 20 46 20 46 32S18 44 18 62' stroke='%232e7d32' stroke-width='7'/>"
+        "<path d='M46 2C46 20 18 20 18 32S46 44 46 62' stroke='%231976d2' stroke-width='7'/></svg>")
 GRANTED = "access_granted"
 # The run's own "Stop run" button is the only stop: Streamlit's running indicator offers a "Stop" (of the script
 # run) after half a second of every refresh, which users took for stopping the training run.
@@ -67,10 +74,7 @@ def access_gate() -> None:
     st.stop()
 
 
-# An emoji: the browser draws it as an inline SVG. A ":material/...:" page icon is fetched from fonts.gstatic.com
-# (no network offline; a slow resolver holds the tab's icon), and an image file costs the server 0.3 s of image
-# processing (PIL) on every session's first run.
-st.set_page_config(page_title="learngene", page_icon="🧬", layout="wide")
+st.set_page_config(page_title="learngene", page_icon=ICON, layout="wide")
 access_gate()
 st.html(HIDE_SCRIPT_STOP)
 navigation = st.navigation(
