@@ -71,3 +71,22 @@ def test_probe_panel_scores_the_design_in_one_shared_job(tiny_session):
     other = _descendants(tiny_session)
     assert_clean(other)
     assert other.dataframe[-1].value.equals(table)
+
+
+def test_probe_panel_clusters_with_the_heads_pages_thresholds(app_dirs):
+    from learngene.evaluation.settings import ProbeSettings
+
+    # Thresholds the Heads page saved (Eps 30 px, MinHds 2): the probe's Cluster-Learngene design must use them.
+    (app_dir() / "session.json").write_text(json.dumps({"choice": asdict(TINY), "eps": 30.0, "min_heads": 2}))
+    at = _descendants(TINY)
+    at.number_input(key="p_draws").set_value(0).run()
+    assert any("Eps 30 / MinHds 2" in c.value for c in at.caption)
+    at.button(key="p_start").click().run()
+    assert_clean(at)
+    settings = ProbeSettings(ancestor=TINY.spec, datasets=("digits",), depth=2, widths=("1",), null_draws=(0,),
+                             subset=20, eps=30.0, min_heads=2, rows=("cluster-learngene", "pretrained-prune", "scratch"))
+    key = probe_job_key(TINY, settings, None)
+    job = jobs.board.get(key)
+    assert job is not None  # started with the page's thresholds (the paper's would give another key)
+    assert wait_for_job(key, 300).error is None
+    assert (job.result["settings"]["eps"], job.result["settings"]["min_heads"]) == (30.0, 2)
