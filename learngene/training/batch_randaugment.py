@@ -448,25 +448,21 @@ class BatchRandAugment:
 
     def apply(self, images: torch.Tensor, draw: RandAugmentDraw) -> torch.Tensor:
         """Apply the drawn layers in order; within a layer each image has at most one op, so the ops' sub-batches
-        are disjoint and run one after the other on the same tensor.
-        """
+        are disjoint and run one after the other on the same tensor."""
         if images.dtype == torch.uint8:  # channels-first float32 (one pass: convert and transpose)
             out = images.to(torch.float32, memory_format=torch.contiguous_format)
         else:
             out = torch.round(images.float()).clamp_(0, 255).contiguous()
-        return self._apply_layers(out, draw)
-
-    def _apply_layers(self, out: torch.Tensor, draw: RandAugmentDraw) -> torch.Tensor:
-        """The drawn layers on integer-valued float32 ``out`` (a view of the batch), in place."""
         fill = to_device(torch.tensor(self.fill), out.device, out.dtype).view(1, -1, 1, 1)
         ops = self.policy.ops
+        per_image = self.per_image if self.per_image is not None else out.device.type == "cpu"
         for layer in range(draw.ops.shape[0]):
             chosen = draw.ops[layer]
             args = {}
             for k in torch.unique(chosen[chosen >= 0]).tolist():
                 rows = torch.nonzero(chosen == k).flatten()
                 args[ops[k]] = (rows, level_to_arg(ops[k], draw.magnitude[layer, rows], draw.negate[layer, rows]))
-            if self.per_image if self.per_image is not None else out.device.type == "cpu":
+            if per_image:
                 self._image_by_image(out, args, fill)
                 continue
             self._lut_group(out, {n: a for n, a in args.items() if n in LUT_OPS})
