@@ -216,7 +216,7 @@ class BatchAugment:
             # float32 in channels-first memory for the per-pixel ops below (one pass: convert and transpose)
             out = out.to(torch.float32, memory_format=torch.contiguous_format)
             # x * scale + shift; a multiply and an in-place add are ~4x cheaper on a CPU than a broadcast addcmul
-            out = (out.float() if out.dtype != torch.float32 else out).mul_(self.norm_scale).add_(self.norm_shift)
+            out = out.mul_(self.norm_scale).add_(self.norm_shift)
             if self.erase_prob > 0:
                 # the noise generator lives on the device; its seed comes from the checkpointed CPU generator
                 seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
