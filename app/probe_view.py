@@ -27,15 +27,17 @@ MAX_NULL_DRAWS = 50
 
 
 def probe_rows(spec: DescendantSpec, null_draws: int) -> tuple[str, ...]:
-    """The probe rows for ``spec``: its Cluster-Learngene design (the authors' slicing under parity), prune and
-    scratch of the same shape, and the random-heads null when draws are asked."""
-    from learngene.evaluation.designs import CLUSTER_ROW, NULL_ROW
+    """The probe rows for ``spec``: the design itself (the registered row of its init and parity; Cluster-Learngene
+    when none has one), Cluster-Learngene beside any other design, prune and scratch of the same shape, and the
+    random-heads null when draws are asked."""
+    from learngene.evaluation.designs import CLUSTER_ROW, NULL_ROW, row_for_design
 
-    first = PARITY_ROW if spec.parity == "authors" else CLUSTER_ROW
-    rows = (first, *COMPARISON_ROWS)
+    first = row_for_design(spec.init, spec.parity) or CLUSTER_ROW
+    reference = () if first in (CLUSTER_ROW, PARITY_ROW) else (CLUSTER_ROW,)
+    rows = tuple(dict.fromkeys((first, *reference, *COMPARISON_ROWS)))  # in order, each once
     # The null copies the Cluster-Learngene descendant, so that row is scored too when draws are asked.
     if null_draws:
-        rows = (*rows, CLUSTER_ROW, NULL_ROW) if first != CLUSTER_ROW else (*rows, NULL_ROW)
+        rows = (*rows, CLUSTER_ROW, NULL_ROW) if CLUSTER_ROW not in rows else (*rows, NULL_ROW)
     return rows
 
 
@@ -70,8 +72,10 @@ def probe_panel(choice, spec: DescendantSpec) -> None:
     if width is None:
         st.info("The probe scores a width ratio or a schedule: choose one of them under 'Heads per layer'.")
         return
-    if spec.init != "cluster-learngene":
-        st.caption(f"This design initialises by {spec.init}; the probe scores its shape under Cluster-Learngene, "
+    from learngene.evaluation.designs import row_for_design
+
+    if row_for_design(spec.init, spec.parity) is None:
+        st.caption(f"The probe has no row for --init {spec.init}; it scores this shape under Cluster-Learngene, "
                    "prune and scratch.")
     c = st.columns(3)
     dataset = c[0].selectbox("Dataset", DATASETS, key="p_dataset")

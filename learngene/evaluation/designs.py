@@ -90,6 +90,9 @@ class RowKind:
     description: str
     designs: Callable[[ProbeContext, TableRequest], list[Design]]
     is_null: bool = False
+    # The descendant design this row scores as itself (its spec's init and parity), or None for references and nulls.
+    init: str | None = None
+    parity: str = "none"
 
 
 ROWS: dict[str, RowKind] = {}
@@ -231,7 +234,8 @@ def spec_row(name: str, label: str, description: str, **spec_fields) -> RowKind:
 
         return [Design(row=name, label=label, make=make)]
 
-    return RowKind(name=name, label=label, description=description, designs=designs)
+    return RowKind(name=name, label=label, description=description, designs=designs,
+                   init=spec_fields.get("init"), parity=spec_fields.get("parity", "none"))
 
 
 def _ancestor_designs(context: ProbeContext, request: TableRequest) -> list[Design]:
@@ -271,7 +275,7 @@ def _first_heads_designs(context: ProbeContext, request: TableRequest) -> list[D
 
 register_row(RowKind("ancestor", "full ancestor", "the ancestor itself, all layers (reference)", _ancestor_designs))
 register_row(RowKind("cluster-learngene", "Cluster-Learngene", "priority weight-sharing of head centroids",
-                     _cluster_designs))
+                     _cluster_designs, init="cluster-learngene"))
 register_row(spec_row("pretrained-prune", "prune (first H_d heads)",
                       "the ancestor's first L_d layers with their first H_d heads", init="pretrained-prune"))
 register_row(RowKind("random-heads", "random heads (null)",
@@ -292,9 +296,17 @@ register_row(spec_row("authors-slicing", "Cluster-Learngene (authors' code)", "t
                       "without bias and W_O columns (--parity authors; DeiT-Ti/S/B ancestors only)",
                       init="cluster-learngene", parity="authors"))
 register_row(spec_row("scratch", "scratch", "random init of the descendant architecture", init="scratch"))
+register_row(spec_row("weight-transformation", "Weight-Transformation", "MiniViT-style multiplexing: each pair of "
+                      "layers shares one ancestor block (width 1 and an even depth only; skipped otherwise)",
+                      init="weight-transformation"))
 
 NULL_ROW = "random-heads"
 CLUSTER_ROW = "cluster-learngene"
+
+
+def row_for_design(init: str, parity: str = "none") -> str | None:
+    """The registered row that scores a descendant of this init and parity as itself, or None."""
+    return next((kind.name for kind in ROWS.values() if (kind.init, kind.parity) == (init, parity)), None)
 
 
 def check_rows(names) -> list[str]:

@@ -90,3 +90,40 @@ def test_probe_panel_clusters_with_the_heads_pages_thresholds(app_dirs):
     assert job is not None  # started with the page's thresholds (the paper's would give another key)
     assert wait_for_job(key, 300).error is None
     assert (job.result["settings"]["eps"], job.result["settings"]["min_heads"]) == (30.0, 2)
+
+
+def test_probe_rows_score_the_design_itself():
+    from app.probe_view import probe_rows
+    from learngene.descendant import DescendantSpec
+
+    cluster = DescendantSpec(depth=6, width_ratio=2.0)
+    assert probe_rows(cluster, 0) == ("cluster-learngene", "pretrained-prune", "scratch")
+    assert probe_rows(cluster, 3) == ("cluster-learngene", "pretrained-prune", "scratch", "random-heads")
+    assert probe_rows(DescendantSpec(depth=6, width_ratio=1.0, init="weight-transformation"), 0) == (
+        "weight-transformation", "cluster-learngene", "pretrained-prune", "scratch")
+    assert probe_rows(DescendantSpec(depth=6, width_ratio=2.0, init="scratch"), 0) == (
+        "scratch", "cluster-learngene", "pretrained-prune")
+    assert probe_rows(DescendantSpec(depth=6, width_ratio=2.0, parity="authors"), 2) == (
+        "authors-slicing", "pretrained-prune", "scratch", "cluster-learngene", "random-heads")
+    # an init without a row of its own: its shape under Cluster-Learngene
+    assert probe_rows(DescendantSpec(depth=6, width_ratio=2.0, init="ancestor"), 0)[0] == "cluster-learngene"
+
+
+def test_probe_panel_scores_a_weight_transformation_design_as_itself(tiny_session):
+    at = _descendants(tiny_session)
+    at.number_input(key="p_draws").set_value(0)
+    at.number_input(key="d_ratio").set_value(1.0)
+    at.selectbox(key="d_init").set_value("weight-transformation").run()
+    assert_clean(at)
+    assert not any("has no row" in c.value for c in at.caption)
+    at.button(key="p_start").click().run()
+    assert_clean(at)
+    from learngene.evaluation.settings import ProbeSettings
+
+    settings = ProbeSettings(ancestor=TINY.spec, datasets=("digits",), depth=2, widths=("1",), null_draws=(0,),
+                             subset=20, rows=("weight-transformation", "cluster-learngene", "pretrained-prune",
+                                              "scratch"))
+    assert wait_for_job(probe_job_key(TINY, settings, None), 300).error is None
+    at.run()
+    labels = list(at.dataframe[-1].value["design"])
+    assert labels[:2] == ["Weight-Transformation", "Cluster-Learngene"]

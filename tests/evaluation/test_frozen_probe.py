@@ -101,6 +101,17 @@ def test_the_clustering_thresholds_decide_the_cluster_learngene_design(tiny_ance
     assert design(eps=100.0) != paper
 
 
+def test_weight_transformation_row_scores_width_1_and_says_why_not_other_widths(tiny_ancestor, tiny_mad, cache):
+    result = run_probe(_settings(rows=("weight-transformation", "pretrained-prune"), widths=("1", "1.5"),
+                                 null_draws=(0,)), ancestor=tiny_ancestor, mad=tiny_mad, progress=False)
+    at_1, at_15 = ([r for r in t["rows"] if r["row"] == "weight-transformation"][0] for t in result["tables"])
+    assert "skipped" not in at_1 and 0 <= at_1["linear"] <= 100 and 0 <= at_1["knn"] <= 100
+    assert at_1["head_sources"] == [[0, 1, 2], [0, 1, 2]]  # whole ancestor blocks: every head, in order
+    assert "keeps the ancestor's 3 heads" in at_15["skipped"]
+    prune_1 = next(r for r in result["tables"][0]["rows"] if r["row"] == "pretrained-prune")
+    assert prune_1["feature_key"] != at_1["feature_key"]  # a model of its own, not prune under another name
+
+
 def test_impossible_width_is_one_line_from_the_ancestor(tiny_ancestor, tiny_mad, cache):
     with pytest.raises(LearngeneError, match="leaves no head"):
         run_probe(_settings(widths=("10",)), ancestor=tiny_ancestor, mad=tiny_mad, progress=False)
