@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,3 +58,26 @@ def race_to_submit(root: str, session: int, start, results) -> None:
            for _ in range(3)]
     manager.list()  # a reader in the same moment as the other sessions' launches
     results.put((session, ids))
+
+
+@contextlib.contextmanager
+def app_server(log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``make run``'s server on a free port (its output in ``log``), for the real-browser tests; yields its URL.
+
+    Skips where Debian's Chromium is missing, except under CI=true, where the browser tests must run.
+    """
+    import pytest
+
+    from app import serve
+
+    if not Path(serve.CHROMIUM).is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{serve.CHROMIUM} is missing under CI; .ci/run installs it with apt-get install chromium")
+        pytest.skip(f"no Chromium at {serve.CHROMIUM} (apt-get install -y chromium); CI installs it")
+    port = serve.free_port()
+    process = serve.start(port, env=env, log_path=log)
+    try:
+        serve.wait_healthy(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.stop(process)

@@ -4,10 +4,8 @@ except under CI=true, where it must run."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from apptest_support import app_server
 
 from app import serve
 
@@ -16,18 +14,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def server(saved_session, app_dirs, tmp_path):
-    if not Path(serve.CHROMIUM).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{serve.CHROMIUM} is missing under CI; .ci/run installs it with apt-get install chromium")
-        pytest.skip(f"no Chromium at {serve.CHROMIUM} (apt-get install -y chromium); CI installs it")
-    port = serve.free_port()
-    log = tmp_path / "streamlit.log"
-    process = serve.start(port, log_path=log)
-    try:
-        serve.wait_healthy(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.stop(process)
+    with app_server(tmp_path / "streamlit.log") as url:
+        yield url
 
 
 def test_heads_page_slider_changes_cluster_count(server):

@@ -9,13 +9,12 @@ error, exception or warning line. Skips where no Chromium is installed, except u
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from apptest_support import app_server
 
 from app import serve
 
@@ -29,10 +28,6 @@ STEPS = 5
 
 @pytest.fixture
 def server(tmp_path):
-    if not Path(serve.CHROMIUM).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{serve.CHROMIUM} is missing under CI; .ci/run installs it with apt-get install chromium")
-        pytest.skip(f"no Chromium at {serve.CHROMIUM} (apt-get install -y chromium); CI installs it")
     from learngene.ancestors import builtin
 
     cache = tmp_path / "cache"
@@ -40,15 +35,10 @@ def server(tmp_path):
     converted = builtin.cached_weights_path()  # the built-in weights other tests converted already: reuse them
     if converted.is_file():
         shutil.copy(converted, cache / converted.name)
-    port = serve.free_port()
     log = tmp_path / "streamlit.log"
     env = {"LEARNGENE_RUNS_DIR": str(tmp_path / "runs"), "LEARNGENE_CACHE_DIR": str(cache)}
-    process = serve.start(port, env=env, log_path=log)
-    try:
-        serve.wait_healthy(port, process)
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        serve.stop(process)
+    with app_server(log, env) as url:
+        yield url, log
 
 
 def _no_exception(page, where: str) -> None:

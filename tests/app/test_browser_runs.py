@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
+from apptest_support import app_server
 
 from app import serve
 
@@ -57,19 +57,10 @@ SNAPSHOT_JS = """() => {
 
 @pytest.fixture
 def server(tmp_path):
-    if not Path(serve.CHROMIUM).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{serve.CHROMIUM} is missing under CI; .ci/run installs it with apt-get install chromium")
-        pytest.skip(f"no Chromium at {serve.CHROMIUM} (apt-get install -y chromium); CI installs it")
-    port = serve.free_port()
     log = tmp_path / "streamlit.log"
     env = {"LEARNGENE_RUNS_DIR": str(tmp_path / "runs"), "LEARNGENE_CACHE_DIR": str(tmp_path / "cache")}
-    process = serve.start(port, env=env, log_path=log)
-    try:
-        serve.wait_healthy(port, process)
-        yield f"http://127.0.0.1:{port}", log
-    finally:
-        serve.stop(process)
+    with app_server(log, env) as url:
+        yield url, log
     lines = [line for line in log.read_text(errors="replace").splitlines()
              if "Traceback" in line or "Exception" in line]
     assert not lines, "\n".join(lines)
