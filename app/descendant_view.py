@@ -121,7 +121,13 @@ def _scale_rows(summary_json: str, img_size: int, classes: int) -> list[dict]:
 
 
 def scale_chart(summary, spec: DescendantSpec, size) -> None:
-    rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size), int(spec.num_classes or 10))
+    """The scale table's chart with this design's star; nothing when the design's resolution or class count is one
+    the table cannot be computed for (the size preview above has already said why, in one line)."""
+    try:
+        rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size),
+                           int(spec.num_classes or 10))
+    except LearngeneError:
+        return
     img_size, classes = int(spec.img_size or summary.img_size), int(spec.num_classes or 10)
     table = pd.DataFrame(rows)
     # A width column mixing ratios (2.0) and schedule names ("decreasing") is not one Arrow type: show it as text

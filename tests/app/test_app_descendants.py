@@ -126,3 +126,14 @@ def test_weight_transformation_design_gets_a_size_or_one_line_naming_the_fix(app
     at.number_input(key="d_ratio").set_value(2.0).run()
     assert_clean(at)
     assert any("width" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_resolution_off_the_patch_grid_is_one_error_not_a_traceback(app):
+    """Typing a resolution that is not a multiple of the patch size (the widget's step does not stop a typed 20)
+    showed the size preview's one-line error and then the scale chart's traceback (found in a browser)."""
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_img").set_value(20).run()
+    assert_clean(at)
+    assert any("multiple of the patch size" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("plotly_chart"), "no chart for a design that cannot be sized"
