@@ -259,7 +259,11 @@ def variants(folder: str, inits: list[str], choice) -> list[str]:
     """Build the saved descendant's design once per initialisation (sibling folders); returns their paths."""
     from learngene.descendant.config import DescendantConfig
 
-    spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
+    try:
+        spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
+    except LearngeneError as error:  # deleted or damaged since the form was drawn
+        st.error(str(error))
+        return []
     paths = []
     for init in inits:
         target = f"{folder}-{init}" if init != spec.init else folder

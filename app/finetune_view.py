@@ -43,6 +43,16 @@ def model_source() -> dict[str, Any] | None:
         if not path.strip():
             st.info("Build and save a descendant on the Descendants page, or type the folder of one.")
             return None
+        # Checked here, not only by the run: a folder without a descendant's config.json passed the form, queued a
+        # run that could only fail, and made "Launch one run per initialisation" raise a traceback.
+        from learngene.descendant.config import DescendantConfig
+
+        try:
+            DescendantConfig.load(path.strip())
+        except LearngeneError as error:
+            st.error(f"{error}. Build and save one on the Descendants page, or type the folder of a saved "
+                     "descendant.")
+            return None
         return {"descendant": path.strip()}
     name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
     args = st.text_input("Model arguments (YAML mapping)", value="{depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}",
