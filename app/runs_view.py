@@ -27,8 +27,24 @@ def _manager(root: str):
 
 
 def manager():
-    """The run manager over the runs root ($LEARNGENE_RUNS_DIR or the user data directory)."""
-    return _manager(str(runs_dir()))
+    """The run manager over the runs root ($LEARNGENE_RUNS_DIR or the user data directory).
+
+    The cached manager is dropped when the root's registry file has gone (the runs folder deleted or emptied while
+    the app runs): the old one would recreate an empty ``runs.db`` without tables on its next read and report it as
+    damaged on every tick, while a new one starts a fresh, empty registry.
+    """
+    from learngene.runs.registry import DB_NAME
+
+    root = runs_dir()
+    if not (root / DB_NAME).is_file():
+        _manager.clear()
+    return _manager(str(root))
+
+
+def forget_manager() -> None:
+    """Drop the cached manager after a registry error, so the next tick opens (and checks) the registry afresh
+    (e.g. once the user has rebuilt it as the error said)."""
+    _manager.clear()
 
 
 MISSING = "-"  # what every view shows for a value the run has not produced yet

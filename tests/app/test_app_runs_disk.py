@@ -1,0 +1,53 @@
+"""The Runs page when the disk changes under it: the runs folder deleted, the registry damaged, one run's folder
+deleted. Each found in a browser as a traceback or a run shown as if nothing had happened."""
+
+from __future__ import annotations
+
+import shutil
+
+from apptest_support import assert_clean, page
+
+from learngene.runs import RunManager
+from learngene.training.config import TrainConfig
+
+
+def _runs_page(app, root, monkeypatch):
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    at = app.run()
+    return at.switch_page(page("5_runs.py")).run()
+
+
+def _failed_run(root) -> str:
+    """A run that fails at once (its worker module does not exist): a real registry row and run folder, no training."""
+    manager = RunManager(root, slots=1)
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    run_id = manager.submit(config, name="gone", launcher="local",
+                            launcher_options={"worker_module": "learngene.runs.does_not_exist"})
+    manager.wait(run_id, timeout_s=60)
+    return run_id
+
+
+def test_the_runs_folder_deleted_while_the_page_is_open_shows_no_runs(app, tmp_path, monkeypatch):
+    """The cached manager kept reading a runs.db it had just recreated empty: 'damaged (no such table: runs)' as a
+    traceback on every tick."""
+    root = tmp_path / "runs"
+    _failed_run(root)
+    at = _runs_page(app, root, monkeypatch)
+    assert_clean(at)
+    assert [m.value for m in at.metric if m.label == "State"] == ["failed"]
+    shutil.rmtree(root)
+    at.run()
+    assert_clean(at)
+    assert any("No runs yet" in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_a_damaged_registry_is_one_line_with_the_fix(app, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    _failed_run(root)
+    at = _runs_page(app, root, monkeypatch)
+    (root / "runs.db").write_bytes(b"not a database at all" * 10)
+    at.run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "rebuild-registry" in errors, errors
+
