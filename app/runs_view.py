@@ -210,6 +210,13 @@ def live_panel(record: dict[str, Any]) -> None:
     """One run as just read from the registry: progress with ETA, metrics, curves, log tail, error tail."""
     mgr = manager()
     run_id, state = record["run_id"], record["state"]
+    folder = mgr.run_dir(run_id)
+    if not folder.is_dir():
+        # The registry still lists it, but its logs, metrics and checkpoints went with the folder: say so instead
+        # of showing a run that never logged a step.
+        st.warning(f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and "
+                   "checkpoints are lost, so it cannot be resumed. Clone still works (its settings are in the "
+                   f"registry); `learngene runs rebuild-registry --runs-dir {folder.parent}` drops it from the list.")
     progress = record["progress"] or 0.0
     eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
     st.progress(progress, text=f"**{record['name']}**: {state_text(record)}, epoch {epoch_text(record)}, "

@@ -51,3 +51,13 @@ def test_a_damaged_registry_is_one_line_with_the_fix(app, tmp_path, monkeypatch)
     errors = " ".join(e.value for e in at.error)
     assert "rebuild-registry" in errors, errors
 
+
+def test_a_run_whose_folder_was_deleted_says_so(app, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    run_id = _failed_run(root)
+    at = _runs_page(app, root, monkeypatch)
+    shutil.rmtree(root / run_id)
+    at.run()
+    assert_clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "gone from disk" in warnings and str(root / run_id) in warnings, warnings
