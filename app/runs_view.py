@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,19 @@ def manager():
     return _manager(str(root))
 
 
-def forget_manager() -> None:
-    """Drop the cached manager after a registry error, so the next tick opens (and checks) the registry afresh
-    (e.g. once the user has rebuilt it as the error said)."""
-    _manager.clear()
+@contextlib.contextmanager
+def registry_errors(show: bool = True) -> Iterator[None]:
+    """Around a fragment of the Runs page: a LearngeneError (the registry deleted, damaged or locked, at any point
+    of the render) becomes one line with its fix instead of a traceback on every tick; the cached manager is
+    dropped so that the next tick opens (and checks) the registry afresh, e.g. once the user has rebuilt it."""
+    from learngene.errors import LearngeneError
+
+    try:
+        yield
+    except LearngeneError as error:
+        _manager.clear()
+        if show:
+            st.error(f"{error}. This page checks again every {TICK_S:g} s.")
 
 
 MISSING = "-"  # what every view shows for a value the run has not produced yet

@@ -9,27 +9,18 @@ right after a click already shows the new state.
 import streamlit as st
 
 from app import runs_view
-from learngene.errors import LearngeneError
 
 st.title("Runs")
 
 
-def read_runs() -> list | None:
-    """Every run, or None after showing why the registry cannot be read (one line with the fix, never a traceback
-    on every tick)."""
-    try:
-        return runs_view.manager().list()
-    except LearngeneError as error:
-        runs_view.forget_manager()
-        st.error(f"{error}. This page checks again every {runs_view.TICK_S:g} s.")
-        return None
-
-
 @st.fragment(run_every=runs_view.TICK_S)
 def runs_now() -> None:
-    records = read_runs()
-    if records is None:
-        return
+    with runs_view.registry_errors():  # one line with the fix, never a traceback on every tick
+        runs_panel()
+
+
+def runs_panel() -> None:
+    records = runs_view.manager().list()
     if not records:
         st.info("No runs yet: launch one from the Fine-tune page (or `learngene train`).")
         return
@@ -55,10 +46,12 @@ runs_now()
 
 @st.fragment(run_every=runs_view.TICK_S * 4)
 def compare() -> None:
-    try:
-        records = runs_view.manager().list()
-    except LearngeneError:
-        return  # the panel above shows the registry's error
+    with runs_view.registry_errors(show=False):  # the panel above shows the registry's error
+        compare_panel()
+
+
+def compare_panel() -> None:
+    records = runs_view.manager().list()
     if not records:
         return
     st.subheader("Compare runs")

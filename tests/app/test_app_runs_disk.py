@@ -61,3 +61,33 @@ def test_a_run_whose_folder_was_deleted_says_so(app, tmp_path, monkeypatch):
     assert_clean(at)
     warnings = " ".join(w.value for w in at.warning)
     assert "gone from disk" in warnings and str(root / run_id) in warnings, warnings
+
+
+
+def _damaged_mid_render(root: str) -> None:
+    """A Runs-page fragment body during which the registry is damaged between two reads (the runs folder was
+    deleted while the page drew the panel: the list read worked, the metrics read after it failed)."""
+    from pathlib import Path
+
+    import streamlit as st
+
+    from app import runs_view
+
+    with runs_view.registry_errors():
+        records = runs_view.manager().list()
+        st.write(f"{len(records)} runs")
+        (Path(root) / "runs.db").write_bytes(b"not a database" * 20)
+        runs_view.manager().read_metrics(records[0]["run_id"])
+
+
+def test_a_registry_damaged_during_a_render_is_one_line_too(tmp_path, monkeypatch):
+    """Found in a browser: the folder check passed, then the panel's metrics read raised a traceback."""
+    from apptest_support import TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    _failed_run(root)
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    at = AppTest.from_function(_damaged_mid_render, args=(str(root),), default_timeout=TIMEOUT).run()
+    assert_clean(at)
+    assert "rebuild-registry" in " ".join(e.value for e in at.error), [e.value for e in at.error]
