@@ -177,8 +177,21 @@ def design_name(spec: DescendantSpec) -> str:
     return f"{spec.init}-L{spec.depth}-{width}{size}"
 
 
+def descendants_root() -> Path:
+    """Where the app saves descendants, and what a relative "Save to" folder is relative to."""
+    return runs_dir().parent / "descendants"
+
+
 def default_folder(spec: DescendantSpec) -> str:
-    return str(runs_dir().parent / "descendants" / design_name(spec))
+    return str(descendants_root() / design_name(spec))
+
+
+def save_path(folder: str) -> Path:
+    """The absolute folder a typed "Save to" value means: ``~`` expanded, and a relative one under
+    :func:`descendants_root` (it went to the server's working directory, i.e. into the app's own checkout, and the
+    page only said "Saved to my-model")."""
+    path = Path(folder.strip()).expanduser()
+    return path if path.is_absolute() else descendants_root() / path
 
 
 def save_folder_input(spec: DescendantSpec) -> str:
@@ -193,7 +206,8 @@ def save_folder_input(spec: DescendantSpec) -> str:
     if ss.get("d_folder") in (None, ss.get("d_folder_proposed")):
         ss["d_folder"] = proposed
     ss["d_folder_proposed"] = proposed
-    return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder")
+    return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder; a "
+                         f"relative folder is saved under {descendants_root()}")
 
 
 def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -> Path | None:
@@ -201,6 +215,9 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     from learngene.descendant import build_descendant, save_descendant
 
     eps, min_heads = state.thresholds()
+    if not folder.strip():
+        st.error(f"Type a folder to save to, e.g. {default_folder(spec)}.")
+        return None
     try:
         ancestor = resources.ancestor_for(choice)
         from app.ancestor_view import current_statistics
@@ -209,7 +226,7 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
         distances = stats.mean_attention_distance if stats is not None else None
         descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})
-        path = save_descendant(descendant, Path(folder).expanduser(), force=overwrite)
+        path = save_descendant(descendant, save_path(folder), force=overwrite)
     except LearngeneError as error:
         st.error(str(error))
         return None

@@ -137,3 +137,25 @@ def test_a_resolution_off_the_patch_grid_is_one_error_not_a_traceback(app):
     assert_clean(at)
     assert any("multiple of the patch size" in e.value for e in at.error), [e.value for e in at.error]
     assert not at.get("plotly_chart"), "no chart for a design that cannot be sized"
+
+
+def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_in_full(app, tmp_path, monkeypatch):
+    """Found in a browser: "relative/dir" was written into the server's working directory (the app's checkout) and
+    the page said only "Saved to relative/dir"."""
+    from app.descendant_view import descendants_root
+
+    monkeypatch.chdir(tmp_path)
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(1).run()
+    at.number_input(key="d_img").set_value(28).run()
+    at.text_input(key="d_folder").input("mine/first").run()
+    at.button(key="d_build").click().run()
+    assert_clean(at)
+    expected = descendants_root() / "mine" / "first"
+    assert (expected / "config.json").is_file()
+    assert not (tmp_path / "mine").exists()
+    assert [s.value for s in at.success] == [f"Saved to {expected}"]
+    at.text_input(key="d_folder").input("  ").run()
+    at.button(key="d_build").click().run()
+    assert any("Type a folder to save to" in e.value for e in at.error), [e.value for e in at.error]
