@@ -234,7 +234,8 @@ def live_panel(record: dict[str, Any]) -> None:
                                f"step {step_text(record)} ({progress:.0%}){eta}")
     train, evals = split_metrics(mgr.read_metrics(run_id))
     last_train = train.iloc[-1] if not train.empty else {}
-    cols = st.columns(6)
+    # Two rows of three: in one row of six, "running (stopping)" and an lr like 3.66e-06 did not fit their columns.
+    cols = [*st.columns(3), *st.columns(3)]
     cols[0].metric("State", state_text(record))
     cols[1].metric("Train loss", fmt(record["loss"], ".4f"))
     cols[2].metric("Eval top-1", fmt(record["top1"], ".2f"),
