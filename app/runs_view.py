@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -245,7 +246,10 @@ def live_panel(record: dict[str, Any]) -> None:
     gpu = last_train.get("gpu_mem_mb") if hasattr(last_train, "get") else None
     cols[5].metric("GPU memory", fmt(gpu, ".0f") + " MiB" if fmt(gpu) != MISSING else MISSING)
     if state == "failed" and record.get("error_tail"):
-        st.error(f"The run failed:\n\n```\n{record['error_tail']}\n```")
+        reason, rest = failure_lines(record["error_tail"])
+        st.error(f"**The run failed:** {markdown_text(reason)}")
+        if rest:
+            st.code("\n".join(rest), language="text", wrap_lines=True)
     elif record.get("message"):
         st.caption(record["message"])
     left, mid, right = st.columns(3)
@@ -261,6 +265,22 @@ def live_panel(record: dict[str, Any]) -> None:
     with st.expander("Log tail", expanded=state == "failed"):
         st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
     st.caption("Equivalent command: " + shlex.join(record.get("command") or []))
+
+
+def failure_lines(error_tail: str) -> tuple[str, list[str]]:
+    """(the failure's reason, the stderr lines that add to it) from a record's ``error_tail``.
+
+    The registry stores the reason, then the last lines of stderr, which usually repeat it twice (the logged error
+    and the CLI's ``error:`` line): shown together in one code block the reason appeared three times, each line cut
+    off at the block's right edge before its end.
+    """
+    reason, *tail = error_tail.strip().splitlines() or [""]
+    return reason, [line for line in tail if line.strip() and reason not in line]
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown as itself in Streamlit's markdown (``__init__`` would otherwise render as a bold "init")."""
+    return re.sub(r"([\\`*_{}\[\]()#+!|<>$~-])", r"\\\1", text)
 
 
 def chart_or_note(fig, note: str, key: str) -> None:

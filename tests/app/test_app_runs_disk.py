@@ -91,3 +91,19 @@ def test_a_registry_damaged_during_a_render_is_one_line_too(tmp_path, monkeypatc
     at = AppTest.from_function(_damaged_mid_render, args=(str(root),), default_timeout=TIMEOUT).run()
     assert_clean(at)
     assert "rebuild-registry" in " ".join(e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_failed_run_shows_its_reason_once_in_full(app, tmp_path, monkeypatch):
+    """Found in a browser: the reason was shown three times in one code block, each line cut off at its right edge
+    before the part that names the problem (here the argument 'foo')."""
+    root = tmp_path / "runs"
+    manager = RunManager(root, slots=1)
+    config = TrainConfig(model="vit_tiny_patch16_224", model_kwargs={"foo": 1}, dataset="digits", max_steps=1,
+                         workers=0, device="cpu").validate()
+    manager.wait(manager.submit(config, name="bad-args"), timeout_s=120)
+    at = _runs_page(app, root, monkeypatch)
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].count("unexpected keyword argument") == 1, errors
+    # The markdown shows the text as written: VisionTransformer.__init__() (not a bold "init"), and the 'foo'.
+    assert r"VisionTransformer.\_\_init\_\_\(\)" in errors[0] and "'foo'" in errors[0], errors
