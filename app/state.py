@@ -104,6 +104,14 @@ def thresholds() -> tuple[float, int]:
     return float(st.session_state[EPS]), int(st.session_state[MIN_HEADS])
 
 
+def fit_min_heads(num_heads: int) -> None:
+    """Lower a saved MinHds above ``num_heads`` (kept from an ancestor with more heads) to ``num_heads``, so every
+    page shows and uses the same value (the Heads page's slider cannot show more than the ancestor's heads)."""
+    eps, min_heads = thresholds()
+    if min_heads > num_heads:
+        set_thresholds(eps, num_heads)
+
+
 def set_thresholds(eps: float, min_heads: int) -> None:
     st.session_state[EPS], st.session_state[MIN_HEADS] = float(eps), int(min_heads)
     saved = _read_saved()
