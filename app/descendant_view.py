@@ -234,15 +234,19 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     return path
 
 
-def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
-    """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer)."""
+def inheritance_map(folder: str, mad: np.ndarray | None) -> bool:
+    """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer); False when
+    the descendant built last is no longer there to draw."""
     from learngene.descendant.config import DescendantConfig
 
     try:
         config = DescendantConfig.load(folder)
     except LearngeneError as error:
-        st.error(str(error))
-        return
+        # Deleted or moved since it was built: not an error of the design above (the bare message, "... build one
+        # with `learngene build`", read as one on this page).
+        st.info(f"The descendant built last cannot be shown ({error}). Build and save one above to see its "
+                "inheritance map.")
+        return False
     sources = config.head_sources or []
     width = max((len(s) for s in sources), default=0)
     eps, min_heads = state.thresholds()
@@ -270,6 +274,7 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
     st.caption("FFN sources per layer: " + ", ".join(
         f"{i}←{'rand' if f is None else str(f.get('layer')) + (' via T' if f.get('transform') else '')}"
         for i, f in enumerate(ffn)))
+    return True
 
 
 def variants(folder: str, inits: list[str], choice) -> list[str]:

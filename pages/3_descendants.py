@@ -46,5 +46,5 @@ state.save_form("design", view.FORM_KEYS)
 last = state.remembered(view.LAST_DESCENDANT)
 if last:
     stats = ancestor_view.current_statistics(choice)
-    view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None)
-    nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")
+    if view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None):
+        nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")

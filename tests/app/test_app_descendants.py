@@ -159,3 +159,19 @@ def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_i
     at.text_input(key="d_folder").input("  ").run()
     at.button(key="d_build").click().run()
     assert any("Type a folder to save to" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_last_descendant_deleted_from_disk_is_a_note_not_an_error(app, saved_session, tmp_path):
+    """Found in a browser: the Descendants page opened with a red "... is not a saved descendant; build one with
+    `learngene build`" (the descendant built last had been deleted), and still offered "Fine-tune it"."""
+    from app.state import app_dir
+
+    saved = json.loads((app_dir() / "session.json").read_text())
+    saved["remembered"] = {"last_descendant": str(tmp_path / "deleted")}
+    (app_dir() / "session.json").write_text(json.dumps(saved))
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("built last cannot be shown" in i.value for i in at.info), [i.value for i in at.info]
+    assert not [link for link in at.get("page_link") if "Fine-tune" in link.proto.label]
