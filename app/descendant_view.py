@@ -97,10 +97,12 @@ def size_preview(summary, spec: DescendantSpec):
         return None
     c = st.columns(6)
     # The class count changes the head's size: say it, so the figure matches `learngene size --num-classes N`.
-    c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
-                delta_color="off")
-    c[1].metric("Inherited (every slot)", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}",
-                delta_color="off", help="every value written from the ancestor, each head slot counted; distinct "
+    # The deltas are shares, not changes: no arrow (an "↑ 36% of the ancestor" read as growth), and each says of what.
+    c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M",
+                f"{size.params / size.ancestor_params:.0%} of the ancestor", delta_color="off", delta_arrow="off")
+    c[1].metric("Inherited (every slot)", f"{size.inherited_params / 1e6:.2f} M",
+                f"{size.inherited_fraction:.0%} of the descendant", delta_color="off", delta_arrow="off",
+                help="every value written from the ancestor, each head slot counted; distinct "
                 "ancestor values behind them: " + ("unknown before clustering" if size.inherited_distinct_params is None
                                                    else f"{size.inherited_distinct_params / 1e6:.2f} M"))
     c[2].metric("MACs", f"{size.macs / 1e9:.2f} G")

@@ -175,3 +175,17 @@ def test_the_last_descendant_deleted_from_disk_is_a_note_not_an_error(app, saved
     assert not at.error, [e.value for e in at.error]
     assert any("built last cannot be shown" in i.value for i in at.info), [i.value for i in at.info]
     assert not [link for link in at.get("page_link") if "Fine-tune" in link.proto.label]
+
+
+def test_size_shares_have_no_growth_arrow_and_say_what_they_are_shares_of(app):
+    """Found in a browser: "↑ 36% of the ancestor" under a design a third of the ancestor's size, and a bare "↑ 100%"
+    under the inherited parameters."""
+    from streamlit.proto.Metric_pb2 import Metric
+
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(3).run()
+    shares = {m.label: m.proto for m in at.metric if m.label.startswith(("Parameters", "Inherited"))}
+    assert len(shares) == 2
+    assert all(p.direction == Metric.MetricDirection.NONE for p in shares.values()), shares
+    assert shares["Inherited (every slot)"].delta.endswith("of the descendant")
