@@ -55,6 +55,9 @@ def model_source() -> dict[str, Any] | None:
             return None
         return {"descendant": path.strip()}
     name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
+    if not name.strip():  # the config's own message names the CLI's flags (--descendant, --model, --ancestor)
+        st.error("Type a timm model name, e.g. vit_tiny_patch16_224, or choose a saved descendant above.")
+        return None
     args = st.text_input("Model arguments (YAML mapping)", value="{depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}",
                          key="ft_model_args", help="Passed to timm.create_model, e.g. {depth: 6}")
     try:

@@ -95,3 +95,13 @@ def test_a_folder_that_is_not_a_saved_descendant_is_refused_before_launch(app, t
     shown = {b.key for b in at.button}
     assert not {"launch", "launch_compare"} & shown, shown
     assert not at.code, "no command for a run that cannot start"
+
+
+def test_an_empty_model_name_is_asked_for_in_the_apps_words(app):
+    """Found in a browser: the empty "timm model" box answered "set exactly one model source: --descendant DIR,
+    --model TIMM_NAME or --ancestor SPEC", flags the page does not have."""
+    at = _finetune(app)
+    at.text_input(key="ft_model").input("  ").run()
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert errors == ["Type a timm model name, e.g. vit_tiny_patch16_224, or choose a saved descendant above."], errors
