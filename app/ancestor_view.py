@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import resources, state
 from app.state import Choice
+from app.text import markdown_text
 from learngene.errors import LearngeneError
 
 SOURCES = {
@@ -173,7 +174,7 @@ def ensure_statistics(choice: Choice, *, auto: bool):
         job = None
     if job is None or job.failed:
         if job is not None:
-            st.error(f"Computing the statistics failed: {job.error}")
+            st.error(f"Computing the statistics failed: {markdown_text(job.error)}")
         if not auto and not st.button("Compute statistics", type="primary", key="compute_stats"):
             st.info("No statistics for this ancestor and probe set yet: compute them (once; they are saved). "
                     "The work runs in the background: you may keep using the app meanwhile.")

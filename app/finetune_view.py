@@ -11,6 +11,7 @@ import streamlit as st
 import yaml
 
 from app import launch, runs_view, state
+from app.text import markdown_text
 from learngene.cli.training import LAUNCHER_CHOICES, SUBMITIT_CLUSTERS
 from learngene.errors import LearngeneError
 from learngene.training.config import (
@@ -386,7 +387,7 @@ def estimate_duration(config: TrainConfig) -> None:
     if job.running:
         _follow_estimate(key)
     elif job.failed:
-        st.error(job.error)
+        st.error(markdown_text(job.error))
     else:
         measured = job.result
         try:  # the epochs and max steps of the form now, with the step time measured for this design

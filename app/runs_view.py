@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shlex
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import PALETTE, figure
+from app.text import markdown_text
 from learngene.output_dir import DESCENDANT_WEIGHTS
 from learngene.paths import runs_dir
 
@@ -276,11 +276,6 @@ def failure_lines(error_tail: str) -> tuple[str, list[str]]:
     """
     reason, *tail = error_tail.strip().splitlines() or [""]
     return reason, [line for line in tail if line.strip() and reason not in line]
-
-
-def markdown_text(text: str) -> str:
-    """``text`` shown as itself in Streamlit's markdown (``__init__`` would otherwise render as a bold "init")."""
-    return re.sub(r"([\\`*_{}\[\]()#+!|<>$~-])", r"\\\1", text)
 
 
 def chart_or_note(fig, note: str, key: str) -> None:
