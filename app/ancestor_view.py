@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import resources, state
 from app.state import Choice
+from app.text import markdown_text
 from learngene.errors import LearngeneError
 
 SOURCES = {
@@ -16,6 +17,20 @@ SOURCES = {
 }
 HUB_MODELS = ["deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "other timm ViT…"]
 PROBE_SOURCES = {"builtin": "Built-in photos (offline)", "folder": "A folder of images", "upload": "Upload images"}
+UPLOADED_AS = "uploaded_as"  # where this session's uploads were stored -> how the user knows them
+
+
+def _remember_upload(path, what: str) -> None:
+    """Name the stored copy of an upload as the user knows it, for the messages about it (see :func:`_in_words`)."""
+    st.session_state.setdefault(UPLOADED_AS, {})[str(path)] = what
+
+
+def _in_words(message: str) -> str:
+    """``message`` with the app's cache paths of this session's uploads replaced by what was uploaded: an error
+    about an upload named a folder like ~/.cache/learngene/app/uploads/probes/f18cd961e920 the user never saw."""
+    for path, what in st.session_state.get(UPLOADED_AS, {}).items():
+        message = message.replace(path, what)
+    return message
 
 
 def _source_of(choice: Choice) -> str:
@@ -71,6 +86,7 @@ def choice_form(current: Choice) -> Choice | None:
                 st.error("Choose a weights file to upload first (.safetensors, .pth, .pt or .bin).")
                 return None
             path = resources.save_upload(upload.getvalue(), upload.name, "weights")
+            _remember_upload(path, f"the uploaded {upload.name}")
         else:
             if not spec or not spec.strip():
                 st.error("Type the path of a weights file, e.g. ~/models/deit_small.pth.")
@@ -92,6 +108,7 @@ def choice_form(current: Choice) -> Choice | None:
             st.error("Upload at least one image (jpg, png, webp, bmp), or choose the built-in photos.")
             return None
         probes = str(resources.save_upload_folder([(f.name, f.getvalue()) for f in uploads]))
+        _remember_upload(probes, f"the {len(uploads)} uploaded image(s)")
     return Choice(spec=spec, arch=None, img_size=int(img_size) or None, probes=probes, num_images=int(num_images) or None)
 
 
@@ -101,10 +118,10 @@ def apply_choice(choice: Choice) -> bool:
         resources.ancestor_for(choice)
         resources.probes_for(choice)
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(_in_words(str(error)))
         return False
     except Exception as error:  # a corrupt file or an unexpected model: the page must keep working
-        st.error(f"Could not load {choice.spec}: {error}. Check the file and its architecture name.")
+        st.error(_in_words(f"Could not load {choice.spec}: {error}. Check the file and its architecture name."))
         return False
     state.set_choice(choice)
     return True
@@ -157,7 +174,7 @@ def ensure_statistics(choice: Choice, *, auto: bool):
         job = None
     if job is None or job.failed:
         if job is not None:
-            st.error(f"Computing the statistics failed: {job.error}")
+            st.error(f"Computing the statistics failed: {markdown_text(job.error)}")
         if not auto and not st.button("Compute statistics", type="primary", key="compute_stats"):
             st.info("No statistics for this ancestor and probe set yet: compute them (once; they are saved). "
                     "The work runs in the background: you may keep using the app meanwhile.")

@@ -97,10 +97,12 @@ def size_preview(summary, spec: DescendantSpec):
         return None
     c = st.columns(6)
     # The class count changes the head's size: say it, so the figure matches `learngene size --num-classes N`.
-    c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M", f"{size.params / size.ancestor_params:.0%} of the ancestor",
-                delta_color="off")
-    c[1].metric("Inherited (every slot)", f"{size.inherited_params / 1e6:.2f} M", f"{size.inherited_fraction:.0%}",
-                delta_color="off", help="every value written from the ancestor, each head slot counted; distinct "
+    # The deltas are shares, not changes: no arrow (an "↑ 36% of the ancestor" read as growth), and each says of what.
+    c[0].metric(f"Parameters ({spec.num_classes} classes)", f"{size.params / 1e6:.2f} M",
+                f"{size.params / size.ancestor_params:.0%} of the ancestor", delta_color="off", delta_arrow="off")
+    c[1].metric("Inherited (every slot)", f"{size.inherited_params / 1e6:.2f} M",
+                f"{size.inherited_fraction:.0%} of the descendant", delta_color="off", delta_arrow="off",
+                help="every value written from the ancestor, each head slot counted; distinct "
                 "ancestor values behind them: " + ("unknown before clustering" if size.inherited_distinct_params is None
                                                    else f"{size.inherited_distinct_params / 1e6:.2f} M"))
     c[2].metric("MACs", f"{size.macs / 1e9:.2f} G")
@@ -121,7 +123,13 @@ def _scale_rows(summary_json: str, img_size: int, classes: int) -> list[dict]:
 
 
 def scale_chart(summary, spec: DescendantSpec, size) -> None:
-    rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size), int(spec.num_classes or 10))
+    """The scale table's chart with this design's star; nothing when the design's resolution or class count is one
+    the table cannot be computed for (the size preview above has already said why, in one line)."""
+    try:
+        rows = _scale_rows(json.dumps(summary.to_dict()), int(spec.img_size or summary.img_size),
+                           int(spec.num_classes or 10))
+    except LearngeneError:
+        return
     img_size, classes = int(spec.img_size or summary.img_size), int(spec.num_classes or 10)
     table = pd.DataFrame(rows)
     # A width column mixing ratios (2.0) and schedule names ("decreasing") is not one Arrow type: show it as text
@@ -171,8 +179,21 @@ def design_name(spec: DescendantSpec) -> str:
     return f"{spec.init}-L{spec.depth}-{width}{size}"
 
 
+def descendants_root() -> Path:
+    """Where the app saves descendants, and what a relative "Save to" folder is relative to."""
+    return runs_dir().parent / "descendants"
+
+
 def default_folder(spec: DescendantSpec) -> str:
-    return str(runs_dir().parent / "descendants" / design_name(spec))
+    return str(descendants_root() / design_name(spec))
+
+
+def save_path(folder: str) -> Path:
+    """The absolute folder a typed "Save to" value means: ``~`` expanded, and a relative one under
+    :func:`descendants_root` (it went to the server's working directory, i.e. into the app's own checkout, and the
+    page only said "Saved to my-model")."""
+    path = Path(folder.strip()).expanduser()
+    return path if path.is_absolute() else descendants_root() / path
 
 
 def save_folder_input(spec: DescendantSpec) -> str:
@@ -187,7 +208,8 @@ def save_folder_input(spec: DescendantSpec) -> str:
     if ss.get("d_folder") in (None, ss.get("d_folder_proposed")):
         ss["d_folder"] = proposed
     ss["d_folder_proposed"] = proposed
-    return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder")
+    return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder; a "
+                         f"relative folder is saved under {descendants_root()}")
 
 
 def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -> Path | None:
@@ -195,6 +217,9 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     from learngene.descendant import build_descendant, save_descendant
 
     eps, min_heads = state.thresholds()
+    if not folder.strip():
+        st.error(f"Type a folder to save to, e.g. {default_folder(spec)}.")
+        return None
     try:
         ancestor = resources.ancestor_for(choice)
         from app.ancestor_view import current_statistics
@@ -203,7 +228,7 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
         distances = stats.mean_attention_distance if stats is not None else None
         descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})
-        path = save_descendant(descendant, Path(folder).expanduser(), force=overwrite)
+        path = save_descendant(descendant, save_path(folder), force=overwrite)
     except LearngeneError as error:
         st.error(str(error))
         return None
@@ -211,15 +236,19 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
     return path
 
 
-def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
-    """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer)."""
+def inheritance_map(folder: str, mad: np.ndarray | None) -> bool:
+    """Which ancestor head initialises each descendant head (colour: that head's cluster in its layer); False when
+    the descendant built last is no longer there to draw."""
     from learngene.descendant.config import DescendantConfig
 
     try:
         config = DescendantConfig.load(folder)
     except LearngeneError as error:
-        st.error(str(error))
-        return
+        # Deleted or moved since it was built: not an error of the design above (the bare message, "... build one
+        # with `learngene build`", read as one on this page).
+        st.info(f"The descendant built last cannot be shown ({error}). Build and save one above to see its "
+                "inheritance map.")
+        return False
     sources = config.head_sources or []
     width = max((len(s) for s in sources), default=0)
     eps, min_heads = state.thresholds()
@@ -247,13 +276,18 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> None:
     st.caption("FFN sources per layer: " + ", ".join(
         f"{i}←{'rand' if f is None else str(f.get('layer')) + (' via T' if f.get('transform') else '')}"
         for i, f in enumerate(ffn)))
+    return True
 
 
 def variants(folder: str, inits: list[str], choice) -> list[str]:
     """Build the saved descendant's design once per initialisation (sibling folders); returns their paths."""
     from learngene.descendant.config import DescendantConfig
 
-    spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
+    try:
+        spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
+    except LearngeneError as error:  # deleted or damaged since the form was drawn
+        st.error(str(error))
+        return []
     paths = []
     for init in inits:
         target = f"{folder}-{init}" if init != spec.init else folder

@@ -11,6 +11,7 @@ import streamlit as st
 import yaml
 
 from app import launch, runs_view, state
+from app.text import markdown_text
 from learngene.cli.training import LAUNCHER_CHOICES, SUBMITIT_CLUSTERS
 from learngene.errors import LearngeneError
 from learngene.training.config import (
@@ -43,8 +44,21 @@ def model_source() -> dict[str, Any] | None:
         if not path.strip():
             st.info("Build and save a descendant on the Descendants page, or type the folder of one.")
             return None
+        # Checked here, not only by the run: a folder without a descendant's config.json passed the form, queued a
+        # run that could only fail, and made "Launch one run per initialisation" raise a traceback.
+        from learngene.descendant.config import DescendantConfig
+
+        try:
+            DescendantConfig.load(path.strip())
+        except LearngeneError as error:
+            st.error(f"{error}. Build and save one on the Descendants page, or type the folder of a saved "
+                     "descendant.")
+            return None
         return {"descendant": path.strip()}
     name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
+    if not name.strip():  # the config's own message names the CLI's flags (--descendant, --model, --ancestor)
+        st.error("Type a timm model name, e.g. vit_tiny_patch16_224, or choose a saved descendant above.")
+        return None
     args = st.text_input("Model arguments (YAML mapping)", value="{depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}",
                          key="ft_model_args", help="Passed to timm.create_model, e.g. {depth: 6}")
     try:
@@ -373,7 +387,7 @@ def estimate_duration(config: TrainConfig) -> None:
     if job.running:
         _follow_estimate(key)
     elif job.failed:
-        st.error(job.error)
+        st.error(markdown_text(job.error))
     else:
         measured = job.result
         try:  # the epochs and max steps of the form now, with the step time measured for this design

@@ -33,10 +33,14 @@ def _synced(label: str, key: str, value, lo, hi, step, on_change, help: str) -> 
 
 def threshold_controls(mad: np.ndarray) -> tuple[float, int]:
     """Eps and MinHds controls; every change reclusters. Values outlive page switches and restarts."""
-    eps, min_heads = state.thresholds()
+    saved = state.thresholds()
     num_heads = mad.shape[1]
     hi = float(max(50.0, np.ceil(np.ptp(mad) + 5)))
-    eps, min_heads = min(max(eps, 0.1), hi), min(max(min_heads, 1), num_heads)
+    eps, min_heads = min(max(saved[0], 0.1), hi), min(max(saved[1], 1), num_heads)
+    if (eps, min_heads) != saved:
+        # Out of this ancestor's range (e.g. MinHds 6 kept from a 6-head ancestor, now one with 2 heads): the widgets
+        # showed the clamped value while every page clustered with the saved one.
+        state.set_thresholds(eps, min_heads)
     _synced("Eps (px)", "eps", round(float(eps), 1), 0.1, hi, 0.1,
             lambda v: state.set_thresholds(v, state.thresholds()[1]),
             "Heads of a layer whose MADs differ by at most Eps are neighbours (paper: 10 px).")

@@ -37,6 +37,10 @@ GRANTED = "access_granted"
 # The run's own "Stop run" button is the only stop: Streamlit's running indicator offers a "Stop" (of the script
 # run) after half a second of every refresh, which users took for stopping the training run.
 HIDE_SCRIPT_STOP = "<style>[data-testid='stStatusWidget'] button {display: none;}</style>"
+# Streamlit cuts a metric's value that is wider than its column with an ellipsis ("succee…", "3.66e…" in the Runs
+# page's row of six at 1280 px): a value that does not fit wraps at its spaces instead, and is never hidden.
+WRAP_METRICS = ("<style>[data-testid='stMetricValue'] > div, [data-testid='stMetricDelta'] > div "
+                "{white-space: normal; text-overflow: clip;}</style>")
 
 
 def _served_address() -> str | None:
@@ -76,7 +80,7 @@ def access_gate() -> None:
 
 st.set_page_config(page_title="learngene", page_icon=ICON, layout="wide")
 access_gate()
-st.html(HIDE_SCRIPT_STOP)
+st.html(HIDE_SCRIPT_STOP + WRAP_METRICS)
 navigation = st.navigation(
     [
         st.Page(PAGES / "1_ancestor.py", title="Ancestor", icon=":material/account_tree:", default=True),

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app import jobs, resources, state
+from app.text import markdown_text
 from learngene.descendant import DescendantSpec
 from learngene.errors import LearngeneError
 
@@ -93,7 +94,7 @@ def probe_panel(choice, spec: DescendantSpec) -> None:
     job = jobs.board.get(key)
     if job is None or job.failed:
         if job is not None:
-            st.error(f"The probe failed: {job.error}")
+            st.error(f"The probe failed: {markdown_text(job.error)}")
         if not st.button("Probe this design", key="p_start"):
             return
         try:

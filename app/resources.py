@@ -13,6 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.state import Choice, app_dir
+from learngene.atomic import write_bytes_atomic
 from learngene.errors import LearngeneError
 
 
@@ -126,9 +127,9 @@ def save_upload(data: bytes, name: str, folder: str) -> Path:
     """Store an uploaded file under the cache (content-addressed) so the backend can read it by path."""
     digest = hashlib.sha1(data).hexdigest()[:12]
     target = app_dir() / "uploads" / folder / digest / Path(name).name
-    if not target.is_file():
+    if not target.is_file():  # atomic: an interrupted write must not leave a half file that is then reused
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        write_bytes_atomic(target, data)
     return target
 
 
@@ -140,7 +141,7 @@ def save_upload_folder(files: list[tuple[str, bytes]]) -> Path:
     for name, data in files:
         path = folder / Path(name).name
         if not path.is_file():
-            path.write_bytes(data)
+            write_bytes_atomic(path, data)
     return folder
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import PALETTE, figure
+from app.text import markdown_text
 from learngene.output_dir import DESCENDANT_WEIGHTS
 from learngene.paths import runs_dir
 
@@ -27,8 +30,33 @@ def _manager(root: str):
 
 
 def manager():
-    """The run manager over the runs root ($LEARNGENE_RUNS_DIR or the user data directory)."""
-    return _manager(str(runs_dir()))
+    """The run manager over the runs root ($LEARNGENE_RUNS_DIR or the user data directory).
+
+    The cached manager is dropped when the root's registry file has gone (the runs folder deleted or emptied while
+    the app runs): the old one would recreate an empty ``runs.db`` without tables on its next read and report it as
+    damaged on every tick, while a new one starts a fresh, empty registry.
+    """
+    from learngene.runs.registry import DB_NAME
+
+    root = runs_dir()
+    if not (root / DB_NAME).is_file():
+        _manager.clear()
+    return _manager(str(root))
+
+
+@contextlib.contextmanager
+def registry_errors(show: bool = True) -> Iterator[None]:
+    """Around a fragment of the Runs page: a LearngeneError (the registry deleted, damaged or locked, at any point
+    of the render) becomes one line with its fix instead of a traceback on every tick; the cached manager is
+    dropped so that the next tick opens (and checks) the registry afresh, e.g. once the user has rebuilt it."""
+    from learngene.errors import LearngeneError
+
+    try:
+        yield
+    except LearngeneError as error:
+        _manager.clear()
+        if show:
+            st.error(f"{error}. This page checks again every {TICK_S:g} s.")
 
 
 MISSING = "-"  # what every view shows for a value the run has not produced yet
@@ -194,13 +222,21 @@ def live_panel(record: dict[str, Any]) -> None:
     """One run as just read from the registry: progress with ETA, metrics, curves, log tail, error tail."""
     mgr = manager()
     run_id, state = record["run_id"], record["state"]
+    folder = mgr.run_dir(run_id)
+    if not folder.is_dir():
+        # The registry still lists it, but its logs, metrics and checkpoints went with the folder: say so instead
+        # of showing a run that never logged a step.
+        st.warning(f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and "
+                   "checkpoints are lost, so it cannot be resumed. Clone still works (its settings are in the "
+                   f"registry); `learngene runs rebuild-registry --runs-dir {folder.parent}` drops it from the list.")
     progress = record["progress"] or 0.0
     eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
     st.progress(progress, text=f"**{record['name']}**: {state_text(record)}, epoch {epoch_text(record)}, "
                                f"step {step_text(record)} ({progress:.0%}){eta}")
     train, evals = split_metrics(mgr.read_metrics(run_id))
     last_train = train.iloc[-1] if not train.empty else {}
-    cols = st.columns(6)
+    # Two rows of three: in one row of six, "running (stopping)" and an lr like 3.66e-06 did not fit their columns.
+    cols = [*st.columns(3), *st.columns(3)]
     cols[0].metric("State", state_text(record))
     cols[1].metric("Train loss", fmt(record["loss"], ".4f"))
     cols[2].metric("Eval top-1", fmt(record["top1"], ".2f"),
@@ -210,7 +246,10 @@ def live_panel(record: dict[str, Any]) -> None:
     gpu = last_train.get("gpu_mem_mb") if hasattr(last_train, "get") else None
     cols[5].metric("GPU memory", fmt(gpu, ".0f") + " MiB" if fmt(gpu) != MISSING else MISSING)
     if state == "failed" and record.get("error_tail"):
-        st.error(f"The run failed:\n\n```\n{record['error_tail']}\n```")
+        reason, rest = failure_lines(record["error_tail"])
+        st.error(f"**The run failed:** {markdown_text(reason)}")
+        if rest:
+            st.code("\n".join(rest), language="text", wrap_lines=True)
     elif record.get("message"):
         st.caption(record["message"])
     left, mid, right = st.columns(3)
@@ -226,6 +265,17 @@ def live_panel(record: dict[str, Any]) -> None:
     with st.expander("Log tail", expanded=state == "failed"):
         st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
     st.caption("Equivalent command: " + shlex.join(record.get("command") or []))
+
+
+def failure_lines(error_tail: str) -> tuple[str, list[str]]:
+    """(the failure's reason, the stderr lines that add to it) from a record's ``error_tail``.
+
+    The registry stores the reason, then the last lines of stderr, which usually repeat it twice (the logged error
+    and the CLI's ``error:`` line): shown together in one code block the reason appeared three times, each line cut
+    off at the block's right edge before its end.
+    """
+    reason, *tail = error_tail.strip().splitlines() or [""]
+    return reason, [line for line in tail if line.strip() and reason not in line]
 
 
 def chart_or_note(fig, note: str, key: str) -> None:

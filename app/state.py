@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import streamlit as st
 
+from learngene.atomic import write_json_atomic
 from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
 from learngene.paths import cache_dir
 
@@ -70,11 +72,17 @@ def _read_saved() -> dict:
         return {}
 
 
-def _write_saved(data: dict) -> None:
-    path = _session_file()
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+# Every session of the server is a thread of one process, and each change reads, edits and writes the one saved
+# file: without this lock two tabs saving at once lost each other's change, or shared a temporary file and failed.
+_saved_lock = threading.Lock()
+
+
+def _update_saved(change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to the saved session and write it back (atomically, under :data:`_saved_lock`)."""
+    with _saved_lock:
+        saved = _read_saved()
+        change(saved)
+        write_json_atomic(_session_file(), saved, indent=1)
 
 
 def current_choice() -> Choice:
@@ -90,9 +98,7 @@ def current_choice() -> Choice:
 
 def set_choice(choice: Choice) -> None:
     st.session_state[CHOICE] = choice
-    saved = _read_saved()
-    saved["choice"] = asdict(choice)
-    _write_saved(saved)
+    _update_saved(lambda saved: saved.update(choice=asdict(choice)))
 
 
 def thresholds() -> tuple[float, int]:
@@ -104,11 +110,17 @@ def thresholds() -> tuple[float, int]:
     return float(st.session_state[EPS]), int(st.session_state[MIN_HEADS])
 
 
+def fit_min_heads(num_heads: int) -> None:
+    """Lower a saved MinHds above ``num_heads`` (kept from an ancestor with more heads) to ``num_heads``, so every
+    page shows and uses the same value (the Heads page's slider cannot show more than the ancestor's heads)."""
+    eps, min_heads = thresholds()
+    if min_heads > num_heads:
+        set_thresholds(eps, num_heads)
+
+
 def set_thresholds(eps: float, min_heads: int) -> None:
     st.session_state[EPS], st.session_state[MIN_HEADS] = float(eps), int(min_heads)
-    saved = _read_saved()
-    saved[EPS], saved[MIN_HEADS] = float(eps), int(min_heads)
-    _write_saved(saved)
+    _update_saved(lambda saved: saved.update({EPS: float(eps), MIN_HEADS: int(min_heads)}))
 
 
 def with_changes(choice: Choice, **changes) -> Choice:
@@ -127,9 +139,7 @@ def remembered(key: str, default=None):
 
 def remember(key: str, value) -> None:
     st.session_state[key] = value
-    saved = _read_saved()
-    saved.setdefault("remembered", {})[key] = value
-    _write_saved(saved)
+    _update_saved(lambda saved: saved.setdefault("remembered", {}).update({key: value}))
 
 
 # -- forms remembered across page switches and restarts ------------------------------------------------------------
@@ -157,7 +167,5 @@ def save_form(name: str, keys) -> None:
         if isinstance(value, (str, int, float, bool)) or value is None:
             if key in st.session_state:
                 values[key] = value
-    saved = _read_saved()
-    if saved.get(FORMS, {}).get(name) != values:
-        saved.setdefault(FORMS, {})[name] = values
-        _write_saved(saved)
+    if _read_saved().get(FORMS, {}).get(name) != values:
+        _update_saved(lambda saved: saved.setdefault(FORMS, {}).update({name: values}))

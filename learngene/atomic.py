@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ def disk_error(path: Path | str, error: OSError) -> LearngeneError:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically; LearngeneError (one line) if the folder is missing or unwritable."""
     path = Path(path)
-    # The pid keeps two processes that write the same file at once from sharing one temporary file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # The pid and the thread keep two writers of the same file at once from sharing one temporary file: the app's
+    # sessions are threads of one process (two tabs saving their settings together lost one with FileNotFoundError).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)

@@ -12,6 +12,7 @@ try:
 except Exception as error:
     st.error(f"The ancestor {choice.spec} cannot be loaded ({error}); choose another on the Ancestor page.")
     st.stop()
+state.fit_min_heads(summary.num_heads)
 st.caption(f"Ancestor: {summary.arch}, {summary.num_layers} layers x {summary.num_heads} heads, "
            f"{summary.num_params / 1e6:.2f} M parameters. Clustering: Eps {state.thresholds()[0]:g} px, "
            f"MinHds {state.thresholds()[1]} (set on the Heads page).")
@@ -45,5 +46,5 @@ state.save_form("design", view.FORM_KEYS)
 last = state.remembered(view.LAST_DESCENDANT)
 if last:
     stats = ancestor_view.current_statistics(choice)
-    view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None)
-    nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")
+    if view.inheritance_map(last, stats.mean_attention_distance if stats is not None else None):
+        nav.link(nav.FINETUNE, "Fine-tune it →", ":material/model_training:")

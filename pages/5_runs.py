@@ -15,6 +15,11 @@ st.title("Runs")
 
 @st.fragment(run_every=runs_view.TICK_S)
 def runs_now() -> None:
+    with runs_view.registry_errors():  # one line with the fix, never a traceback on every tick
+        runs_panel()
+
+
+def runs_panel() -> None:
     records = runs_view.manager().list()
     if not records:
         st.info("No runs yet: launch one from the Fine-tune page (or `learngene train`).")
@@ -41,6 +46,11 @@ runs_now()
 
 @st.fragment(run_every=runs_view.TICK_S * 4)
 def compare() -> None:
+    with runs_view.registry_errors(show=False):  # the panel above shows the registry's error
+        compare_panel()
+
+
+def compare_panel() -> None:
     records = runs_view.manager().list()
     if not records:
         return

@@ -83,3 +83,24 @@ def test_the_card_drawn_before_loading_equals_the_loaded_ancestors():
         assert replace(quick_summary(choice), weights_sha256=loaded.weights_sha256) == loaded
     assert quick_summary(Choice(img_size=112)) is None  # another resolution: wait for the load
     assert quick_summary(Choice(spec="random:test_vit4")) is None  # not a written-out architecture
+
+
+def test_errors_about_uploads_name_the_upload_not_the_apps_cache(app):
+    """Found in a browser: an unreadable uploaded image or weights file was reported by the cache folder the app
+    had stored it in (.../app/uploads/probes/f18cd961e920), a path the user never saw."""
+    at = app.run()
+    at.radio(key="probe_source").set_value("upload").run()
+    at.file_uploader(key="probe_upload").set_value([("cat.png", b"not an image", "image/png")]).run()
+    at.button(key="use_ancestor").click().run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "the 1 uploaded image(s)" in errors and "uploads" not in errors, errors
+
+    at.radio(key="probe_source").set_value("builtin").run()
+    at.radio(key="ancestor_source").set_value("upload").run()
+    at.file_uploader(key="weights_upload").set_value(("deit.pth", b"garbage" * 100, "application/octet-stream")).run()
+    at.button(key="use_ancestor").click().run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "the uploaded deit.pth" in errors and "uploads" not in errors, errors
+    assert metric(at, "Layers") == "12"  # still the built-in ancestor

@@ -126,3 +126,66 @@ def test_weight_transformation_design_gets_a_size_or_one_line_naming_the_fix(app
     at.number_input(key="d_ratio").set_value(2.0).run()
     assert_clean(at)
     assert any("width" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_resolution_off_the_patch_grid_is_one_error_not_a_traceback(app):
+    """Typing a resolution that is not a multiple of the patch size (the widget's step does not stop a typed 20)
+    showed the size preview's one-line error and then the scale chart's traceback (found in a browser)."""
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_img").set_value(20).run()
+    assert_clean(at)
+    assert any("multiple of the patch size" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("plotly_chart"), "no chart for a design that cannot be sized"
+
+
+def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_in_full(app, tmp_path, monkeypatch):
+    """Found in a browser: "relative/dir" was written into the server's working directory (the app's checkout) and
+    the page said only "Saved to relative/dir"."""
+    from app.descendant_view import descendants_root
+
+    monkeypatch.chdir(tmp_path)
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(1).run()
+    at.number_input(key="d_img").set_value(28).run()
+    at.text_input(key="d_folder").input("mine/first").run()
+    at.button(key="d_build").click().run()
+    assert_clean(at)
+    expected = descendants_root() / "mine" / "first"
+    assert (expected / "config.json").is_file()
+    assert not (tmp_path / "mine").exists()
+    assert [s.value for s in at.success] == [f"Saved to {expected}"]
+    at.text_input(key="d_folder").input("  ").run()
+    at.button(key="d_build").click().run()
+    assert any("Type a folder to save to" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_last_descendant_deleted_from_disk_is_a_note_not_an_error(app, saved_session, tmp_path):
+    """Found in a browser: the Descendants page opened with a red "... is not a saved descendant; build one with
+    `learngene build`" (the descendant built last had been deleted), and still offered "Fine-tune it"."""
+    from app.state import app_dir
+
+    saved = json.loads((app_dir() / "session.json").read_text())
+    saved["remembered"] = {"last_descendant": str(tmp_path / "deleted")}
+    (app_dir() / "session.json").write_text(json.dumps(saved))
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("built last cannot be shown" in i.value for i in at.info), [i.value for i in at.info]
+    assert not [link for link in at.get("page_link") if "Fine-tune" in link.proto.label]
+
+
+def test_size_shares_have_no_growth_arrow_and_say_what_they_are_shares_of(app):
+    """Found in a browser: "↑ 36% of the ancestor" under a design a third of the ancestor's size, and a bare "↑ 100%"
+    under the inherited parameters."""
+    from streamlit.proto.Metric_pb2 import Metric
+
+    at = app.run()
+    at.switch_page(page("3_descendants.py")).run()
+    at.number_input(key="d_depth").set_value(3).run()
+    shares = {m.label: m.proto for m in at.metric if m.label.startswith(("Parameters", "Inherited"))}
+    assert len(shares) == 2
+    assert all(p.direction == Metric.MetricDirection.NONE for p in shares.values()), shares
+    assert shares["Inherited (every slot)"].delta.endswith("of the descendant")

@@ -36,3 +36,20 @@ def test_estimate_duration_times_the_step_and_scales_it_to_the_run(app):
     assert match, _infos(at)
     at.number_input(key="ft_max_steps").set_value(100).run()  # the recipe changes, the measured step stays
     assert "for 100 steps" in _infos(at) and match.group(2) + " s/step" in _infos(at)
+
+
+def test_a_failed_timing_shows_the_librarys_error_as_written(app):
+    """Found in a browser: "VisionTransformer.__init__() got an unexpected keyword argument 'foo'" was shown as
+    "VisionTransformer.init() ..." with a bold init (the error went through markdown as it was)."""
+    at = app.run()
+    at.switch_page(page("4_finetune.py")).run()
+    at.radio(key="ft_model_kind").set_value("model").run()
+    at.text_input(key="ft_model_args").input("{foo: 1}").run()
+    at.selectbox(key="ft_device").set_value("cpu").run()
+    at.button(key="ft_estimate").click().run()
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", device="cpu", model_kwargs={"foo": 1})
+    assert wait_for_job(estimate_key(config)).failed
+    at.run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert r"VisionTransformer.\_\_init\_\_\(\) got an unexpected keyword argument 'foo'" in errors, errors

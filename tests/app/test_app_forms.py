@@ -79,3 +79,29 @@ def test_reproducing_the_authors_code_needs_a_deit_ancestor(app):
     assert_clean(at)
     errors = " ".join(e.value for e in at.error)
     assert "deit_small_patch16_224" in errors, errors  # the built-in ancestor is not one the authors had settings for
+
+
+def test_a_folder_that_is_not_a_saved_descendant_is_refused_before_launch(app, tmp_path):
+    """Any existing folder passed as the descendant: the page showed its command and Launch (a run that could only
+    fail), and "Launch one run per initialisation" raised a LearngeneError traceback (found in a browser)."""
+    at = app.run()
+    at.switch_page(page("4_finetune.py")).run()
+    at.radio(key="ft_model_kind").set_value("descendant").run()
+    (tmp_path / "notes.txt").write_text("not a model")
+    at.text_input(key="ft_descendant").input(str(tmp_path)).run()
+    assert_clean(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "not a saved descendant" in errors and "Descendants page" in errors, errors
+    shown = {b.key for b in at.button}
+    assert not {"launch", "launch_compare"} & shown, shown
+    assert not at.code, "no command for a run that cannot start"
+
+
+def test_an_empty_model_name_is_asked_for_in_the_apps_words(app):
+    """Found in a browser: the empty "timm model" box answered "set exactly one model source: --descendant DIR,
+    --model TIMM_NAME or --ancestor SPEC", flags the page does not have."""
+    at = _finetune(app)
+    at.text_input(key="ft_model").input("  ").run()
+    assert_clean(at)
+    errors = [e.value for e in at.error]
+    assert errors == ["Type a timm model name, e.g. vit_tiny_patch16_224, or choose a saved descendant above."], errors

@@ -79,3 +79,21 @@ def test_every_view_renders(heads, view):
         assert_clean(at)
         spec = str(at.get("plotly_chart")[-1].proto.spec)
         assert "layer 11, head 0" in spec and '"type":"rect"' in spec.replace(" ", "")  # the query patch is outlined
+
+
+def test_thresholds_out_of_the_ancestors_range_are_the_ones_shown_and_used(saved_session):
+    """MinHds 9 kept from an ancestor with more heads: the slider showed 6 (the built-in ancestor's heads) while the
+    clustering, the Descendants page and the probe used 9 (found in a browser: "MinHds 3" beside a slider at 2)."""
+    import json
+    from dataclasses import asdict
+
+    from app.state import app_dir
+
+    (app_dir() / "session.json").write_text(json.dumps({"choice": asdict(saved_session), "eps": 10.0,
+                                                        "min_heads": 9}))
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    at.switch_page(page("3_descendants.py")).run()  # straight to the design, the Heads page not visited
+    assert_clean(at)
+    assert "MinHds 6 " in at.caption[0].value, at.caption[0].value
+    at.switch_page(page("2_heads.py")).run()
+    assert at.slider(key="min_heads_slider").value == 6

@@ -62,3 +62,11 @@ def test_heads_page_clusters_the_uploaded_table(app, summary):
     at.button(key="stats_upload_clear").click().run()
     assert_clean(at)
     assert next(m.value for m in at.metric if m.label == "Clusters (inherited heads)") != str(expected)
+
+
+def test_negative_distances_are_refused_with_their_place(summary):
+    """Found in a browser: a table with negative values was clustered silently (and the Eps slider ran to 1e308)."""
+    table = _table()
+    table[3, 4] = -2.5
+    with pytest.raises(LearngeneError, match=r"negative mean attention distance \(-2.5 px at layer 3, head 4\)"):
+        accept_upload(json.dumps(table.tolist()).encode(), "logs.json", summary)

@@ -3,7 +3,7 @@ page, then Stop, Resume and Clone it on the Runs page and let both runs finish.
 
 After every action the page must show the new state (and the step) within 4 s; whenever the selected run is running
 its "Stop run" button must be enabled; no exception text may ever appear, nor Streamlit's own "Stop"; the server's
-log must stay free of tracebacks. Skips where no Chromium is installed, except under CI=true.
+log must stay free of tracebacks; no metric's value may be cut off ("succee…"). Skips where no Chromium is installed, except under CI=true.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ SNAPSHOT_JS = """() => {
       + (document.body.innerText.includes('Traceback') ? 1 : 0),
     script_stop: buttons.filter(b => b.innerText.trim() === 'Stop').length,
     stale: !!document.querySelector('[data-stale="true"]'),
+    clipped: [...document.querySelectorAll('[data-testid="stMetricValue"] > div')]
+      .filter(d => d.scrollWidth > d.clientWidth + 1).map(d => d.innerText),
   };
 }"""
 
@@ -77,6 +79,7 @@ class Watcher:
         now = self.page.evaluate(SNAPSHOT_JS)
         assert now["exceptions"] == 0, self.page.inner_text("body")[-3000:]
         assert now["script_stop"] == 0, "Streamlit's own Stop is offered beside 'Stop run'"
+        assert not now["clipped"], f"metric values cut off with an ellipsis: {now['clipped']}"
         running = (now["state"] or "").startswith(("running", "queued"))
         # Mid-render (some elements still stale) the new button may sit beside the old state: judge whole renders.
         assert now["stale"] or not running or now["stop_enabled"], f"Stop disabled while {now}"
