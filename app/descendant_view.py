@@ -15,7 +15,6 @@ from app import analysis, charts, resources, state
 from app.charts import figure
 from learngene.descendant import INIT_METHODS, SCHEDULES, DescendantSpec
 from learngene.errors import LearngeneError
-from learngene.paths import runs_dir
 
 LAST_DESCENDANT = "last_descendant"
 # The design form's widgets, remembered across page switches and restarts (app/state.py restore_form).
@@ -179,21 +178,8 @@ def design_name(spec: DescendantSpec) -> str:
     return f"{spec.init}-L{spec.depth}-{width}{size}"
 
 
-def descendants_root() -> Path:
-    """Where the app saves descendants, and what a relative "Save to" folder is relative to."""
-    return runs_dir().parent / "descendants"
-
-
 def default_folder(spec: DescendantSpec) -> str:
-    return str(descendants_root() / design_name(spec))
-
-
-def save_path(folder: str) -> Path:
-    """The absolute folder a typed "Save to" value means: ``~`` expanded, and a relative one under
-    :func:`descendants_root` (it went to the server's working directory, i.e. into the app's own checkout, and the
-    page only said "Saved to my-model")."""
-    path = Path(folder.strip()).expanduser()
-    return path if path.is_absolute() else descendants_root() / path
+    return str(state.descendants_root() / design_name(spec))
 
 
 def save_folder_input(spec: DescendantSpec) -> str:
@@ -209,7 +195,7 @@ def save_folder_input(spec: DescendantSpec) -> str:
         ss["d_folder"] = proposed
     ss["d_folder_proposed"] = proposed
     return st.text_input("Save to", key="d_folder", help="Follows the design until you type your own folder; a "
-                         f"relative folder is saved under {descendants_root()}")
+                         f"relative folder is saved under {state.descendants_root()}")
 
 
 def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -> Path | None:
@@ -228,7 +214,7 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
         distances = stats.mean_attention_distance if stats is not None else None
         descendant = build_descendant(ancestor, spec, distances=distances, eps=eps, min_heads=min_heads,
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})
-        path = save_descendant(descendant, save_path(folder), force=overwrite)
+        path = save_descendant(descendant, state.descendant_folder(folder), force=overwrite)
     except LearngeneError as error:
         st.error(str(error))
         return None

@@ -40,7 +40,8 @@ def model_source() -> dict[str, Any] | None:
     kind = st.radio("Model", list(kinds), format_func=kinds.get, horizontal=True, key="ft_model_kind")
     if kind == "descendant":
         path = st.text_input("Descendant folder (written by the Descendants page or `learngene build`)",
-                             value=state.remembered(LAST_DESCENDANT, ""), key="ft_descendant")
+                             value=state.remembered(LAST_DESCENDANT, ""), key="ft_descendant",
+                             help=f"A relative folder is read under {state.descendants_root()}")
         if not path.strip():
             st.info("Build and save a descendant on the Descendants page, or type the folder of one.")
             return None
@@ -48,13 +49,14 @@ def model_source() -> dict[str, Any] | None:
         # run that could only fail, and made "Launch one run per initialisation" raise a traceback.
         from learngene.descendant.config import DescendantConfig
 
+        folder = state.descendant_folder(path)  # relative: under the descendants folder, as the Descendants page
         try:
-            DescendantConfig.load(path.strip())
+            DescendantConfig.load(folder)
         except LearngeneError as error:
             st.error(f"{error}. Build and save one on the Descendants page, or type the folder of a saved "
                      "descendant.")
             return None
-        return {"descendant": path.strip()}
+        return {"descendant": str(folder)}
     name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
     if not name.strip():  # the config's own message names the CLI's flags (--descendant, --model, --ancestor)
         st.error("Type a timm model name, e.g. vit_tiny_patch16_224, or choose a saved descendant above.")

@@ -17,7 +17,7 @@ import streamlit as st
 
 from learngene.atomic import write_json_atomic
 from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
-from learngene.paths import cache_dir
+from learngene.paths import cache_dir, runs_dir
 
 CHOICE = "choice"
 EPS, MIN_HEADS = "eps", "min_heads"
@@ -59,6 +59,19 @@ def app_dir() -> Path:
     path = cache_dir() / "app"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def descendants_root() -> Path:
+    """Where the app saves descendants, and what a relative descendant folder typed on any page is relative to."""
+    return runs_dir().parent / "descendants"
+
+
+def descendant_folder(typed: str) -> Path:
+    """The absolute folder a typed descendant folder means: ``~`` expanded, a relative one under
+    :func:`descendants_root`. Relative to the server's working directory it would land in (or be read from) the
+    app's own checkout, wherever the server happened to be started."""
+    path = Path(typed.strip()).expanduser()
+    return path if path.is_absolute() else descendants_root() / path
 
 
 def _session_file() -> Path:

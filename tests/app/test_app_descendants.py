@@ -142,7 +142,7 @@ def test_a_resolution_off_the_patch_grid_is_one_error_not_a_traceback(app):
 def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_in_full(app, tmp_path, monkeypatch):
     """Found in a browser: "relative/dir" was written into the server's working directory (the app's checkout) and
     the page said only "Saved to relative/dir"."""
-    from app.descendant_view import descendants_root
+    from app.state import descendants_root
 
     monkeypatch.chdir(tmp_path)
     at = app.run()
@@ -159,6 +159,13 @@ def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_i
     at.text_input(key="d_folder").input("  ").run()
     at.button(key="d_build").click().run()
     assert any("Type a folder to save to" in e.value for e in at.error), [e.value for e in at.error]
+
+    # Fine-tune reads the same relative folder from the same place (it read the server's working directory)
+    at.switch_page(page("4_finetune.py")).run()
+    at.text_input(key="ft_descendant").input("mine/first").run()
+    assert_clean(at)
+    assert not at.error, [e.value for e in at.error]
+    assert f"--descendant {expected}" in at.code[0].value, at.code[0].value
 
 
 def test_the_last_descendant_deleted_from_disk_is_a_note_not_an_error(app, saved_session, tmp_path):
