@@ -59,6 +59,13 @@ def overview(mad: np.ndarray, layers) -> None:
     cols[2].metric("Noise heads", noise)
     cols[3].metric("Largest cluster", max((len(c) for layer in layers for c in layer.clusters), default=0))
     st.caption("Clusters per layer: " + " · ".join(f"L{i} {n}" for i, n in enumerate(counts)))
+    empty = [i for i, n in enumerate(counts) if n == 0]
+    if empty:
+        # Nothing is inherited there: the descendant's heads in those layers start random, which a count of 0 in
+        # the caption alone did not say.
+        st.warning(f"{len(empty)} of {len(counts)} layers have no cluster (every head is noise): "
+                   f"{', '.join(f'L{i}' for i in empty)}. A descendant's heads in those layers start random; "
+                   "lower MinHds or raise Eps to inherit them.")
     labels = analysis.label_grid(layers)
     centroids = analysis.centroid_grid(layers, mad.shape[1])
     st.plotly_chart(charts.mad_scatter(mad, labels, centroids), key="mad_chart")

@@ -43,6 +43,18 @@ def test_min_heads_marks_noise_and_thresholds_survive_a_restart(heads):
     assert again.slider(key="min_heads_slider").value == 3
 
 
+def test_layers_without_any_cluster_are_named_with_what_it_means(heads):
+    at = heads
+    assert not at.warning, [w.value for w in at.warning]  # paper thresholds: every layer has a cluster
+    at.number_input(key="eps_input").set_value(0.1).run()
+    at.slider(key="min_heads_slider").set_value(2).run()  # 0.1 px: no head has a neighbour, all are noise
+    assert_clean(at)
+    assert int(metric(at, "Noise heads")) == 72
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("12 of 12 layers have no cluster"), warnings
+    assert "start random" in warnings[0] and "L11" in warnings[0]
+
+
 def test_cluster_grid_and_centroid_table(heads):
     table = heads.dataframe[0].value
     assert list(table.columns[:4]) == ["layer", "priority", "centroid head", "cluster"]
