@@ -97,8 +97,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rebuild-registry", help="rebuild a lost or damaged runs.db from the run directories",
                        description="Rebuild the run index (runs.db) from the run directories under the runs root. "
                        "Each run's state comes from its result.json; a run without one becomes stopped (with a "
-                       "checkpoint: resumable) or failed. The old runs.db is kept as runs.db.damaged-TIME. Stop "
-                       "running workers first: the rebuilt index cannot track them.")  # fmt: skip
+                       "checkpoint: resumable) or failed; a run whose process still trains stays running and "
+                       "tracked. The old runs.db is kept as runs.db.damaged-TIME.")  # fmt: skip
     add_run_arguments(p)
     p.set_defaults(func=run_rebuild_registry)
 

@@ -398,6 +398,11 @@ class RunManager:
             reason = f"{error.strerror}: {error.filename}" if isinstance(error, OSError) and error.strerror else error
             self._finish(conn, row, FAILED, error_tail=f"launch failed: {reason}", started=now)
             return
+        try:  # beside the registry row: a rebuilt registry finds the live process again
+            rundir.write_process(run_dir, now, pid=handle.pid, pgid=handle.pgid, proc_start=handle.proc_start,
+                                 job_id=handle.job_id, host=self.host, gpus=",".join(gpus) if gpus else None)  # fmt: skip
+        except (LearngeneError, OSError) as error:
+            log.warning("run %s: could not record its process in %s: %s", row["run_id"], rundir.PROCESS_FILE, error)
         self.registry.update(
             conn,
             row["run_id"],

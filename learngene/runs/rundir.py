@@ -24,6 +24,7 @@ TRAIN_LOG = "train.log"  # the learngene loggers' records (worker)
 STDOUT_LOG = "stdout.log"  # the launched process's stdout (launcher)
 STDERR_LOG = "stderr.log"  # the launched process's stderr (launcher)
 REPRO_FILE = "repro.json"  # versions, seeds and hardware at the first launch (worker)
+PROCESS_FILE = "process.json"  # the latest launch's pid / process group / start time / host / job id (manager)
 TENSORBOARD_DIR = "tb"  # optional TensorBoard events (worker)
 CHECKPOINT_DIR = Path("checkpoints")
 LAST_CHECKPOINT = CHECKPOINT_DIR / "last.pt"  # the resume point (worker)
@@ -66,6 +67,34 @@ class RunFile:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError:
             return None
+
+
+# The registry columns that find a launched run's process again; PROCESS_FILE holds them (plus ``started``).
+PROCESS_FIELDS = ("pid", "pgid", "proc_start", "job_id", "host", "gpus")
+
+
+def write_process(run_dir: str | os.PathLike, started: float, **fields: Any) -> None:
+    """Record the latest launch's process in ``process.json`` (:data:`PROCESS_FIELDS` and ``started``).
+
+    The registry is only an index: with this file a registry rebuilt while the run is still training keeps
+    tracking it (``runs stop`` reaches it, its slot stays taken, ``runs resume`` cannot start a second worker in
+    the same folder) instead of calling a live run interrupted.
+    """
+    from learngene.atomic import write_json_atomic
+
+    record = {name: fields.get(name) for name in PROCESS_FIELDS}
+    write_json_atomic(Path(run_dir) / PROCESS_FILE, {**record, "started": started})
+
+
+def read_process(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The latest launch's process record (see :func:`write_process`), or None if absent or unreadable."""
+    try:
+        value = json.loads((Path(run_dir) / PROCESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, dict) or not (value.get("pid") or value.get("job_id")):
+        return None
+    return {name: value.get(name) for name in (*PROCESS_FIELDS, "started")}
 
 
 def repro_file(resume_step: int | None = None) -> str:

@@ -97,6 +97,46 @@ def test_rebuild_without_a_result_keeps_the_run_resumable(runs_root, fake_worker
     assert record["state"] == "failed" and record["error_tail"] == RECOVERED_MESSAGE  # never launched: no checkpoint
 
 
+def test_a_registry_rebuilt_while_a_run_trains_keeps_tracking_it(runs_root, fake_worker, capsys):
+    # Before process.json, the rebuilt index called the live run "stopped" (it had a checkpoint): its slot was free
+    # for another run, `runs stop` refused it, and `runs resume` started a second worker in the same folder.
+    manager = RunManager(runs_root, slots=1)
+    options = {"worker_module": fake_worker}
+    live = manager.submit(fake_config(fake_steps=400, fake_step_s=0.05), name="live", launcher_options=options)
+    wait_for(lambda: (runs_root / live / "checkpoints" / "last.pt").exists(), timeout_s=60)
+    pid = manager.get(live, schedule=False)["pid"]
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
+    code, out, err = _cli(capsys, "runs", "rebuild-registry", "--runs-dir", str(runs_root))
+    assert code == 0, err
+
+    manager = RunManager(runs_root, slots=1)
+    record = manager.get(live, schedule=False)
+    assert record["state"] == "running" and record["pid"] == pid and record["ended"] is None
+    with pytest.raises(LearngeneError, match="is running"):
+        manager.resume(live)
+    queued = manager.submit(fake_config(fake_steps=2), name="next", launcher_options=options)
+    assert manager.get(queued, schedule=False)["state"] == "queued"  # the live run still holds the only slot
+    code, out, err = _cli(capsys, "runs", "stop", "live", "--wait", "--runs-dir", str(runs_root))
+    assert code == 0 and "stopped" in out, err
+    assert manager.wait(queued, timeout_s=60)["state"] == "succeeded"
+    launches = (runs_root / live / "launches.txt").read_text().split()
+    assert launches.count("end") == 1 and len(launches) == 4  # one worker only: "PID TIME end TIME"
+
+
+def test_a_rebuilt_run_whose_process_is_gone_is_resumable(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_steps=400, fake_step_s=0.05), launcher_options={"worker_module": fake_worker})
+    wait_for(lambda: (runs_root / run_id / "checkpoints" / "last.pt").exists(), timeout_s=60)
+    manager.stop(run_id, force=True)  # SIGKILL: no result.json, a process.json that names a dead process
+    wait_for(lambda: not _alive(manager.get(run_id, schedule=False)["pid"]), timeout_s=30)
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
+    rebuild_registry(runs_root)
+    record = RunManager(runs_root).get(run_id, schedule=False)
+    assert record["state"] == "stopped" and record["error_tail"] == RECOVERED_MESSAGE
+
+
 def test_a_newer_schema_is_refused(runs_root):
     RunManager(runs_root)
     with sqlite3.connect(runs_root / "runs.db") as conn:
