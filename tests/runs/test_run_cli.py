@@ -138,3 +138,20 @@ def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worke
     record = manager.get("fg")
     assert record["state"] == "stopped" and record["has_checkpoint"]
     assert (manager.run_dir(record["run_id"]) / "launches.txt").is_file()  # the fake worker ran, not the real one
+
+
+def test_a_run_that_fails_before_its_first_step_says_so_not_step_none(cli, monkeypatch):
+    monkeypatch.setenv(WORKER_MODULE_ENV, "no_such_worker_module")  # the process exits at once, before any step
+    code, out, err = cli(*FAKE_TRAIN)
+    assert code == 1
+    assert "failed before its first step" in out and "None" not in out, out
+    assert "No module named" in err  # the reason, from the process's stderr
+
+
+def test_a_detached_run_waiting_for_a_slot_says_so(cli):
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_steps=200", "--model-arg", "fake_step_s=0.05",
+                       "--slots", "1", "--detach")  # fmt: skip
+    assert code == 0 and "running (pid " in out
+    code, out, _ = cli(*FAKE_TRAIN, "--detach")
+    assert code == 0 and "queued (waiting for a free slot)" in out, out
+
