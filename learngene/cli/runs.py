@@ -22,6 +22,7 @@ from learngene.cli.training import (
     launched,
 )
 from learngene.errors import LearngeneError
+from learngene.runs.registry import STATES
 
 # Fields of `runs list --json`: enough to script against without the full config of every run.
 LIST_FIELDS = ("run_id", "name", "state", "pid", "step", "total_steps", "epoch", "best_top1", "launcher",
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("list", help="all runs, newest first")
     add_run_arguments(p)
-    p.add_argument("--state", action="append", help="only runs in this state (repeatable)")
+    p.add_argument("--state", action="append", choices=STATES, help="only runs in this state (repeatable)")
     p.add_argument("--json", action="store_true", help="a JSON list of run objects")
     p.set_defaults(func=run_list)
 

@@ -155,3 +155,11 @@ def test_a_detached_run_waiting_for_a_slot_says_so(cli):
     code, out, _ = cli(*FAKE_TRAIN, "--detach")
     assert code == 0 and "queued (waiting for a free slot)" in out, out
 
+
+def test_runs_list_refuses_an_unknown_state(cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "list", "--state", "finished"])  # not a state: used to print "no runs" and exit 0
+    assert exit_info.value.code == 2 and "invalid choice: 'finished'" in capsys.readouterr().err
+    code, out, _ = cli("runs", "list", "--state", "failed", "--state", "stopped")
+    assert code == 0 and out.strip() == "no runs"
+
