@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from learngene.cli.training import (
@@ -241,9 +243,12 @@ def run_clone(args: argparse.Namespace) -> int:
 
 
 def run_rebuild_registry(args: argparse.Namespace) -> int:
-    from learngene.paths import runs_dir
+    from learngene.paths import RUNS_ENV, runs_dir
     from learngene.runs.registry import rebuild_registry
 
+    given = args.runs_dir or os.environ.get(RUNS_ENV)
+    if given and not Path(given).is_dir():  # a typo must not become an empty runs root
+        raise LearngeneError(f"no runs root at {given}; give --runs-dir the folder that holds your runs")
     try:
         root = runs_dir(args.runs_dir)
     except OSError as error:

@@ -462,6 +462,10 @@ def rebuild_registry(root: str | os.PathLike) -> tuple[int, Path | None]:
             if row is not None:
                 rows.append(row)
     path = root / DB_NAME
+    if not rows and not path.exists():
+        # Nothing to rebuild and nothing to repair: most likely a mistyped --runs-dir, not a runs root.
+        raise LearngeneError(f"{root} holds no run directories and no {DB_NAME}: it is not a runs root; give "
+                             "--runs-dir (or $LEARNGENE_RUNS_DIR) the folder that holds your runs")
     tmp = root / f".{DB_NAME}.rebuild.{os.getpid()}.tmp"
     try:
         tmp.unlink(missing_ok=True)

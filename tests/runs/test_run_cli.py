@@ -163,3 +163,14 @@ def test_runs_list_refuses_an_unknown_state(cli, capsys):
     code, out, _ = cli("runs", "list", "--state", "failed", "--state", "stopped")
     assert code == 0 and out.strip() == "no runs"
 
+
+def test_rebuild_registry_refuses_a_folder_that_is_not_a_runs_root(cli, tmp_path):
+    typo = tmp_path / "typo"
+    code, _, err = cli("runs", "rebuild-registry", "--runs-dir", str(typo))
+    assert code == 2 and "no runs root at" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists()  # not created
+    foreign = tmp_path / "photos"
+    (foreign / "2024").mkdir(parents=True)
+    code, _, err = cli("runs", "rebuild-registry", "--runs-dir", str(foreign))
+    assert code == 2 and "not a runs root" in err
+    assert sorted(p.name for p in foreign.iterdir()) == ["2024"]  # no runs.db written into it
