@@ -142,3 +142,35 @@ def test_old_statistics_without_identity_are_accepted_with_a_warning(tmp_path, t
     assert main(["extract", *TINY, "--stats", str(table), "--out", str(tmp_path / "lg")]) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "does not say which ancestor" in err
+
+
+def test_analyze_never_overwrites_a_file_it_did_not_write(tmp_path, capsys):
+    # `analyze --out` used to replace any existing file silently (a user's notes, another tool's JSON).
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    argv = ["analyze", *TINY, "--num-images", "1", "--out", str(notes)]
+    assert main(argv) == 2
+    assert "already exists" in one_error_line(capsys) and notes.read_text() == '{"mine": 1}'
+    assert main([*argv, "--force"]) == 2
+    assert "learngene did not write it" in one_error_line(capsys) and notes.read_text() == '{"mine": 1}'
+
+    stats = tmp_path / "stats.json"
+    assert main(["analyze", *TINY, "--num-images", "1", "--out", str(stats)]) == 0
+    first = stats.read_text()
+    capsys.readouterr()
+    assert main(["analyze", *TINY, "--num-images", "2", "--out", str(stats)]) == 2
+    assert "pass --force" in one_error_line(capsys) and stats.read_text() == first
+    assert main(["analyze", *TINY, "--num-images", "2", "--out", str(stats), "--force"]) == 0
+    assert json.loads(stats.read_text())["num_images"] == 2  # its own file is replaced with --force
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json", "stats.json"]
+
+
+def test_probe_force_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    notes = tmp_path / "notes.json"
+    notes.write_text("my results, not JSON")
+    argv = ["probe", *TINY[:2], "--dataset", "digits", "--subset", "20", "--null-draws", "1", "--out", str(notes)]
+    assert main(argv) == 2
+    assert "already exists" in one_error_line(capsys)
+    assert main([*argv, "--force"]) == 2
+    assert "learngene did not write it" in one_error_line(capsys)
+    assert notes.read_text() == "my results, not JSON"
