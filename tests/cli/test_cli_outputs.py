@@ -174,3 +174,23 @@ def test_probe_force_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
     assert main([*argv, "--force"]) == 2
     assert "learngene did not write it" in one_error_line(capsys)
     assert notes.read_text() == "my results, not JSON"
+
+
+def test_compare_never_writes_into_a_folder_it_did_not_write(tmp_path, capsys):
+    # compare used to write results.md, results.json, plan.json, jobs/ and descendants/ into any existing folder,
+    # replacing a user's results.md.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my own results")
+    base = ["compare", "--ancestor", "random:test_vit4", "--dataset", "digits", "--depth", "2", "--width-ratio", "1",
+            "--inits", "scratch", "--seeds", "0", "--img-size", "32", "--max-steps", "1",
+            "--runs-dir", str(tmp_path / "runs")]
+    for extra in ([], ["--dry-run"]):
+        assert main([*base, "--out", str(mine), *extra]) == 2
+        assert "learngene compare did not write" in one_error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["results.md"] and (mine / "results.md").read_text() == "my own results"
+    assert main([*base, "--out", str(mine / "results.md"), "--dry-run"]) == 2
+    assert "is a file" in one_error_line(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--out", str(tmp_path / "empty"), "--dry-run"]) == 0  # an empty folder is fine
+    assert not (tmp_path / "runs").exists()
