@@ -391,6 +391,7 @@ class RunManager:
             # A result.json left by the previous attempt (before a resume) must not be mistaken for this one's.
             # Inside the try: an unwritable directory fails this run, not every command that looks at the queue.
             (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
+            rundir.mark_launch(run_dir, (row.get("attempts") or 0) + 1, bool(row["resume"]))
             handle = launcher.launch(run_dir, resume=bool(row["resume"]), gpus=gpus)
         except Exception as error:  # a broken launch fails this run, never the queue
             if not isinstance(error, (LearngeneError, OSError)):
@@ -487,7 +488,7 @@ class RunManager:
     def _final_fields(
         self, row: dict[str, Any], result: dict[str, Any] | None, code: int | None
     ) -> dict[str, Any]:
-        stderr_tail = "\n".join(rundir.tail_lines(self._run_dir(row) / STDERR_LOG, STDERR_TAIL_LINES))
+        stderr_tail = "\n".join(rundir.last_attempt_tail(self._run_dir(row) / STDERR_LOG, STDERR_TAIL_LINES))
         if result is not None:
             state = result.get("state") if result.get("state") in FINAL_STATES else FAILED
             exit_code = result.get("exit_code", code)

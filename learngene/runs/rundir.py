@@ -187,3 +187,30 @@ def tail_lines(path: str | os.PathLike, n: int = 20) -> list[str]:
     except OSError:
         return []
     return list(deque(text.splitlines(), maxlen=n))
+
+
+# A line the manager appends to a run's stderr.log before each relaunch (resume), so that a failure's stderr tail
+# shows only the attempt that failed, not the traceback or log lines of an earlier one.
+LAUNCH_MARKER = "=== learngene: launch "
+
+
+def mark_launch(run_dir: str | os.PathLike, attempt: int, resume: bool) -> None:
+    """Append the :data:`LAUNCH_MARKER` line for ``attempt`` to ``stderr.log`` when earlier attempts wrote to it."""
+    import time
+
+    path = Path(run_dir) / STDERR_LOG
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n{LAUNCH_MARKER}{attempt} ({'resume' if resume else 'start'}) at "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+
+
+def last_attempt_tail(path: str | os.PathLike, n: int = 20) -> list[str]:
+    """The last ``n`` lines of a log written since its last :data:`LAUNCH_MARKER` line (all of it without one)."""
+    lines = tail_lines(path, n + 200)
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(LAUNCH_MARKER):
+            lines = lines[index + 1:]
+            break
+    return lines[-n:] if n else []

@@ -230,3 +230,23 @@ def test_bad_runs_input_is_one_line(runs_root, fake_worker, capsys, tmp_path):
     blocker.write_text("not a folder")
     code, _, err = _cli(capsys, "runs", "list", "--runs-dir", str(blocker / "runs"))
     _one_line_error(code, err, "runs root")
+
+
+def test_a_failed_resume_shows_its_own_stderr_not_the_earlier_attempts(runs_root, fake_worker):
+    # stderr.log is appended to by every attempt: the failure's tail used to show the previous attempt's traceback
+    # (here "fake failure") as if it were the reason this attempt failed.
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_fail_at=2), launcher_options={"worker_module": fake_worker},
+                            schedule=False)  # fmt: skip
+    assert manager.schedule() == [run_id]
+    first = manager.wait(run_id, timeout_s=60)
+    assert first["state"] == "failed" and "fake failure" in first["error_tail"] and first["has_checkpoint"]
+
+    # The next attempt dies at import, before it writes anything of its own but the traceback.
+    (runs_root.parent / "fakemods" / f"{fake_worker}.py").write_text("raise ImportError('second attempt broke')\n")
+    manager.resume(run_id)
+    second = manager.wait(run_id, timeout_s=60)
+    assert second["state"] == "failed" and "second attempt broke" in second["error_tail"]
+    assert "fake failure" not in second["error_tail"], second["error_tail"]
+    stderr = (runs_root / run_id / "stderr.log").read_text()
+    assert "fake failure" in stderr and "=== learngene: launch 2 (resume)" in stderr  # the whole history is kept
