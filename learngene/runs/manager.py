@@ -499,7 +499,9 @@ class RunManager:
             # error_tail is for failures; the worker's message stays readable as the record's ``message``.
             return {"state": state, "exit_code": exit_code, "error_tail": None}
         if row.get("stop_requested"):
-            message = "stopped: the process ended without writing a final state; the last checkpoint is kept"
+            kept = ("the last checkpoint is kept" if (self._run_dir(row) / rundir.LAST_CHECKPOINT).is_file()
+                    else "it had saved no checkpoint yet")  # fmt: skip
+            message = f"stopped: the process ended without writing a final state; {kept}"
             return {"state": STOPPED, "exit_code": code, "error_tail": message}
         if code is not None and code > 0:
             # It exited on its own (an import error, a crash before the worker's handlers were in place).

@@ -250,3 +250,13 @@ def test_a_failed_resume_shows_its_own_stderr_not_the_earlier_attempts(runs_root
     assert "fake failure" not in second["error_tail"], second["error_tail"]
     stderr = (runs_root / run_id / "stderr.log").read_text()
     assert "fake failure" in stderr and "=== learngene: launch 2 (resume)" in stderr  # the whole history is kept
+
+
+def test_a_forced_stop_before_any_checkpoint_does_not_claim_one_is_kept(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_steps=100, fake_step_s=1.0), launcher_options={"worker_module": fake_worker})
+    wait_for(lambda: (runs_root / run_id / "launches.txt").exists(), timeout_s=30)  # running, before step 2's save
+    manager.stop(run_id, force=True)
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "stopped" and not record["has_checkpoint"]
+    assert "no checkpoint" in record["error_tail"] and "checkpoint is kept" not in record["error_tail"]
