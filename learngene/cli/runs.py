@@ -31,9 +31,26 @@ LIST_FIELDS = ("run_id", "name", "state", "pid", "step", "total_steps", "epoch",
                "created", "started", "ended", "exit_code", "parent_run_id", "run_dir")  # fmt: skip
 
 
+def _missing_root(args: argparse.Namespace) -> str | None:
+    """The runs root named by --runs-dir or $LEARNGENE_RUNS_DIR when that folder does not exist, else None.
+
+    The commands that act on existing runs must not create it: a typo would become an empty runs root (and a
+    runs.db) wherever it points, reported as "no runs". The default root is created on first use as before.
+    """
+    from learngene.paths import RUNS_ENV
+
+    given = args.runs_dir or os.environ.get(RUNS_ENV)
+    return given if given and not Path(given).is_dir() else None
+
+
 def _manager(args: argparse.Namespace):
     from learngene.runs import RunManager
 
+    missing = _missing_root(args)
+    if missing:
+        which = f"no run {args.run!r}: " if getattr(args, "run", None) else ""
+        raise LearngeneError(f"{which}no runs root at {missing} (no run has been launched there); check "
+                             "--runs-dir (or $LEARNGENE_RUNS_DIR)")  # fmt: skip
     return RunManager(args.runs_dir)
 
 
@@ -243,11 +260,11 @@ def run_clone(args: argparse.Namespace) -> int:
 
 
 def run_rebuild_registry(args: argparse.Namespace) -> int:
-    from learngene.paths import RUNS_ENV, runs_dir
+    from learngene.paths import runs_dir
     from learngene.runs.registry import rebuild_registry
 
-    given = args.runs_dir or os.environ.get(RUNS_ENV)
-    if given and not Path(given).is_dir():  # a typo must not become an empty runs root
+    given = _missing_root(args)
+    if given:
         raise LearngeneError(f"no runs root at {given}; give --runs-dir the folder that holds your runs")
     try:
         root = runs_dir(args.runs_dir)

@@ -156,7 +156,8 @@ def test_a_detached_run_waiting_for_a_slot_says_so(cli):
     assert code == 0 and "queued (waiting for a free slot)" in out, out
 
 
-def test_runs_list_refuses_an_unknown_state(cli, capsys):
+def test_runs_list_refuses_an_unknown_state(cli, capsys, runs_root):
+    RunManager(runs_root)  # an existing, empty runs root
     with pytest.raises(SystemExit) as exit_info:
         main(["runs", "list", "--state", "finished"])  # not a state: used to print "no runs" and exit 0
     assert exit_info.value.code == 2 and "invalid choice: 'finished'" in capsys.readouterr().err
@@ -174,3 +175,13 @@ def test_rebuild_registry_refuses_a_folder_that_is_not_a_runs_root(cli, tmp_path
     code, _, err = cli("runs", "rebuild-registry", "--runs-dir", str(foreign))
     assert code == 2 and "not a runs root" in err
     assert sorted(p.name for p in foreign.iterdir()) == ["2024"]  # no runs.db written into it
+
+
+@pytest.mark.parametrize("argv", [("runs", "list"), ("runs", "show", "x"), ("runs", "logs", "x"),
+                                  ("runs", "stop", "x"), ("runs", "resume", "x"), ("runs", "clone", "x")])
+def test_commands_on_existing_runs_do_not_create_a_mistyped_runs_root(cli, tmp_path, argv):
+    # `runs list --runs-dir typo` created typo/ with a runs.db in it and answered "no runs".
+    typo = tmp_path / "rnus"
+    code, out, err = cli(*argv, "--runs-dir", str(typo))
+    assert code == 2 and out == "" and f"no runs root at {typo}" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists()
