@@ -47,6 +47,7 @@ from learngene.runs.registry import (
 
 log = logging.getLogger(__name__)
 
+STOPPED_BEFORE_START = "stopped before it started"
 DIED_MESSAGE = "the process died without a final state (killed, out of memory, or power loss)"
 STDERR_TAIL_LINES = 20
 # Exit codes of the worker (and of `learngene train` in the foreground): 0 succeeded, 3 stopped, 1 failed.
@@ -633,7 +634,8 @@ class RunManager:
         with self.registry.transaction() as conn:
             row = self.registry.get(run_id, conn)
             if row["state"] == QUEUED:
-                self._finish(conn, row, STOPPED, error_tail="stopped before it started")
+                self._finish(conn, row, STOPPED, error_tail=STOPPED_BEFORE_START)
+                self._record_stop_before_start(row)
                 return STOPPED
             if row["state"] in FINAL_STATES:
                 raise LearngeneError(f"run {run_id} has already {'ended as ' if row['state'] != STOPPED else ''}"
@@ -643,6 +645,20 @@ class RunManager:
         if not signalled:
             self.reconcile()  # the process was already gone: settle its state now
         return self.registry.get(run_id)["state"]
+
+    def _record_stop_before_start(self, row: dict[str, Any]) -> None:
+        """Leave the stop in the run directory too (``result.json``, unless an earlier attempt wrote one): a
+        rebuilt registry would otherwise put the never-launched run back in the queue."""
+        run_dir = self._run_dir(row)
+        if (run_dir / rundir.RESULT_FILE).exists():
+            return
+        from learngene.atomic import write_json_atomic
+
+        try:
+            write_json_atomic(run_dir / rundir.RESULT_FILE,
+                              {"state": STOPPED, "message": STOPPED_BEFORE_START, "exit_code": None})  # fmt: skip
+        except (LearngeneError, OSError) as error:
+            log.warning("run %s: could not record its stop in %s: %s", row["run_id"], rundir.RESULT_FILE, error)
 
     def resume(self, run_id: str) -> str:
         """Queue a stopped or failed run again to continue from ``checkpoints/last.pt`` (same config, same

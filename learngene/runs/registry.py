@@ -413,6 +413,12 @@ def _recovered_row(run_dir: Path) -> dict[str, Any] | None:
     elif result is not None and result.get("state") in FINAL_STATES:
         state, error = result["state"], (str(result.get("message") or "") if result["state"] == FAILED else None)
         exit_code = result.get("exit_code")
+        if state == STOPPED and result.get("message") and result.get("step") is None:
+            error = str(result["message"])  # stopped before it started: say so, as the registry did
+    elif not any((run_dir / name).exists() for name in (rundir.STDOUT_LOG, rundir.STDERR_LOG, rundir.PROCESS_FILE,
+                                                         rundir.METRICS_FILE)):  # fmt: skip
+        # Never launched (queued when the index was lost): back in the queue, in its original order.
+        state, error, exit_code = QUEUED, None, None
     else:
         # Resumable when a checkpoint exists; either way the user sees why (no process can be tracked any more).
         state = STOPPED if (run_dir / rundir.LAST_CHECKPOINT).is_file() else FAILED

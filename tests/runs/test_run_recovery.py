@@ -87,14 +87,24 @@ def test_a_damaged_registry_is_one_line_with_the_fix_and_can_be_rebuilt(runs_roo
     assert manager.wait("half", timeout_s=60)["state"] == "succeeded"
 
 
-def test_rebuild_without_a_result_keeps_the_run_resumable(runs_root, fake_worker):
+def test_rebuild_puts_a_never_launched_run_back_in_the_queue_and_keeps_a_stopped_one_stopped(runs_root, fake_worker):
+    # A run still queued when runs.db was lost used to come back "failed" (no checkpoint: only a clone could run
+    # it). It is queued again now; one stopped while queued stays stopped.
     manager = RunManager(runs_root, slots=1)
-    run_id = manager.submit(fake_config(), launcher_options={"worker_module": fake_worker}, schedule=False)
-    (runs_root / "runs.db").unlink()
+    options = {"worker_module": fake_worker}
+    waiting = manager.submit(fake_config(fake_steps=3), name="waiting", launcher_options=options, schedule=False)
+    dropped = manager.submit(fake_config(), name="dropped", launcher_options=options, schedule=False)
+    assert manager.stop(dropped) == "stopped"
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
     count, kept = rebuild_registry(runs_root)
-    assert (count, kept) == (1, None)
-    record = RunManager(runs_root).get(run_id, schedule=False)
-    assert record["state"] == "failed" and record["error_tail"] == RECOVERED_MESSAGE  # never launched: no checkpoint
+    assert (count, kept) == (2, None)
+    manager = RunManager(runs_root, slots=1)
+    assert manager.get(waiting, schedule=False)["state"] == "queued"
+    record = manager.get(dropped, schedule=False)
+    assert record["state"] == "stopped" and record["error_tail"] == "stopped before it started"
+    assert manager.wait(waiting, timeout_s=60)["state"] == "succeeded"  # the scheduler launched it
+    assert manager.get(dropped, schedule=False)["state"] == "stopped"
 
 
 def test_a_registry_rebuilt_while_a_run_trains_keeps_tracking_it(runs_root, fake_worker, capsys):
