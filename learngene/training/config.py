@@ -355,6 +355,9 @@ class TrainConfig:
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
         if self.descendant and descendant_exists:
+            if Path(self.descendant).is_file():
+                raise LearngeneError(f"--descendant {self.descendant} is a file; give the folder that "
+                                     "`learngene build --out` wrote")  # fmt: skip
             if not Path(self.descendant).is_dir():
                 raise LearngeneError(f"descendant directory not found: {self.descendant}")
             self._check_saved_descendant()

@@ -269,6 +269,7 @@ def _refusal_cases(tmp_path: Path, built: Path) -> list[tuple[list[str], str]]:
     ancestor = ["--ancestor", "random:test_vit4"]
     return [
         (["--descendant", str(empty)], "is not a saved descendant (no config.json)"),
+        (["--descendant", str(garbage)], "is a file; give the folder that `learngene build --out` wrote"),
         (["--descendant", str(truncated)], "is corrupt"),
         (["--descendant", str(built), "--img-size", "40"], "multiple of the descendant's patch size 16"),
         ([*ancestor, "--depth", "0"], "depth must be between 1 and the ancestor's 9 layers"),
