@@ -24,8 +24,16 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the command line's one-line errors: a bad flag value printed the whole usage block first
+    (some 50 lines for ``train``), burying the one line that says what is wrong. Sub-command parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="learngene",
         description="Cluster-Learngene: analyse a pretrained ViT's heads, design descendants, fine-tune them.",
     )

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from learngene.cli.thresholds import add_threshold_arguments
-from learngene.errors import LearngeneError
 
 
 def _add_ancestor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +25,8 @@ def register(subparsers) -> None:
     analyze.add_argument("--batch-size", type=int, default=8)
     analyze.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     analyze.add_argument("--out", required=True, help="statistics JSON file to write")
+    analyze.add_argument("--force", action="store_true",
+                         help="replace an existing --out statistics file that learngene wrote (never another file)")
     analyze.set_defaults(func=run_analyze)
 
     cluster = subparsers.add_parser("cluster", help="cluster each layer's heads; prints JSON")
@@ -76,14 +77,14 @@ def _progress_bar(total_label: str):
 
 def run_analyze(args) -> int:
     from learngene.ancestors import load_ancestor
-    from learngene.attention.statistics import compute_head_statistics
+    from learngene.attention.statistics import STATS_FORMAT, compute_head_statistics
+    from learngene.cli.output_file import check_output_file
     from learngene.output_dir import check_writable
     from learngene.probes import load_probe_images
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise LearngeneError(f"--out {out} is a directory; give a file name such as stats.json")
-    check_writable(out)  # before the expensive part
+    # Before the expensive part; an existing file is replaced only with --force and only if it is a stats file.
+    out = check_output_file(args.out, STATS_FORMAT, force=args.force, example="stats.json")
+    check_writable(out)
     ancestor = load_ancestor(args.ancestor, arch=args.arch, img_size=args.img_size)
     probes = load_probe_images(args.images, ancestor.summary, args.num_images)
     if probes.skipped:

@@ -139,12 +139,29 @@ def plan_from_args(args: argparse.Namespace):
     ).validate()
 
 
+def check_comparison_folder(out: str | Path) -> None:
+    """``--out`` must be new, empty, or a comparison folder (it holds ``plan.json``: rerunning resumes it).
+
+    compare writes results.json, results.md, plan.json, jobs/ and descendants/ into it: any other folder could hold
+    files of those names that are not learngene's (found writing over a user's results.md).
+    """
+    from learngene.compare.execute import PLAN_FILE
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LearngeneError(f"--out {out} is a file; give a folder for the comparison (e.g. cmp/)")
+    if out.is_dir() and any(out.iterdir()) and not (out / PLAN_FILE).is_file():
+        raise LearngeneError(f"--out {out} is a folder that learngene compare did not write (no {PLAN_FILE}); "
+                             "choose a new or empty folder")  # fmt: skip
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from learngene.cli.training import launcher_options
     from learngene.compare.commands import dry_run, format_dry_run
     from learngene.compare.execute import run_comparison
     from learngene.compare.report import write_results
 
+    check_comparison_folder(args.out)  # before any work, and the dry run says what the real run would
     plan = plan_from_args(args)
     options = launcher_options(args)
     if args.check_data and not args.dry_run:

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     probe.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     probe.add_argument("--jobs", type=int, default=1, help="processes scoring designs in parallel (default 1; same scores)")
     probe.add_argument("--out", help="write the JSON result here (updated after every table)")
-    probe.add_argument("--force", action="store_true", help="replace an existing --out file")
+    probe.add_argument("--force", action="store_true",
+                       help="replace an existing --out file that learngene probe wrote (never another file)")
     probe.add_argument("--json", action="store_true", help="print the JSON result instead of text")
     probe.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     probe.set_defaults(func=run_probe_command)
@@ -104,14 +105,14 @@ def command_for(settings) -> list[str]:
 
 def run_probe_command(args) -> int:
     from learngene.atomic import write_json_atomic
-    from learngene.evaluation.frozen_probe import format_result, run_probe
+    from learngene.cli.output_file import check_output_file
+    from learngene.evaluation.frozen_probe import PROBE_FORMAT, format_result, run_probe
 
     settings = settings_from_args(args)
     settings.check()  # bad input fails here, before the ancestor loads
     out = Path(args.out) if args.out else None
     if out is not None:
-        if out.exists() and not args.force:
-            raise LearngeneError(f"{out} already exists; choose another --out or pass --force")
+        check_output_file(out, PROBE_FORMAT, force=args.force, example="probe.json")
         if not out.parent.is_dir():
             raise LearngeneError(f"the folder of --out ({out.parent}) does not exist; create it first")
     command = command_for(settings)

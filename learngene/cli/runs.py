@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from learngene.cli.training import (
@@ -22,15 +24,33 @@ from learngene.cli.training import (
     launched,
 )
 from learngene.errors import LearngeneError
+from learngene.runs.registry import STATES
 
 # Fields of `runs list --json`: enough to script against without the full config of every run.
 LIST_FIELDS = ("run_id", "name", "state", "pid", "step", "total_steps", "epoch", "best_top1", "launcher",
                "created", "started", "ended", "exit_code", "parent_run_id", "run_dir")  # fmt: skip
 
 
+def _missing_root(args: argparse.Namespace) -> str | None:
+    """The runs root named by --runs-dir or $LEARNGENE_RUNS_DIR when that folder does not exist, else None.
+
+    The commands that act on existing runs must not create it: a typo would become an empty runs root (and a
+    runs.db) wherever it points, reported as "no runs". The default root is created on first use as before.
+    """
+    from learngene.paths import RUNS_ENV
+
+    given = args.runs_dir or os.environ.get(RUNS_ENV)
+    return given if given and not Path(given).is_dir() else None
+
+
 def _manager(args: argparse.Namespace):
     from learngene.runs import RunManager
 
+    missing = _missing_root(args)
+    if missing:
+        which = f"no run {args.run!r}: " if getattr(args, "run", None) else ""
+        raise LearngeneError(f"{which}no runs root at {missing} (no run has been launched there); check "
+                             "--runs-dir (or $LEARNGENE_RUNS_DIR)")  # fmt: skip
     return RunManager(args.runs_dir)
 
 
@@ -50,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("list", help="all runs, newest first")
     add_run_arguments(p)
-    p.add_argument("--state", action="append", help="only runs in this state (repeatable)")
+    p.add_argument("--state", action="append", choices=STATES, help="only runs in this state (repeatable)")
     p.add_argument("--json", action="store_true", help="a JSON list of run objects")
     p.set_defaults(func=run_list)
 
@@ -97,8 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rebuild-registry", help="rebuild a lost or damaged runs.db from the run directories",
                        description="Rebuild the run index (runs.db) from the run directories under the runs root. "
                        "Each run's state comes from its result.json; a run without one becomes stopped (with a "
-                       "checkpoint: resumable) or failed. The old runs.db is kept as runs.db.damaged-TIME. Stop "
-                       "running workers first: the rebuilt index cannot track them.")  # fmt: skip
+                       "checkpoint: resumable) or failed; a run whose process still trains stays running and "
+                       "tracked. The old runs.db is kept as runs.db.damaged-TIME.")  # fmt: skip
     add_run_arguments(p)
     p.set_defaults(func=run_rebuild_registry)
 
@@ -243,6 +263,9 @@ def run_rebuild_registry(args: argparse.Namespace) -> int:
     from learngene.paths import runs_dir
     from learngene.runs.registry import rebuild_registry
 
+    given = _missing_root(args)
+    if given:
+        raise LearngeneError(f"no runs root at {given}; give --runs-dir the folder that holds your runs")
     try:
         root = runs_dir(args.runs_dir)
     except OSError as error:

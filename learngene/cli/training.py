@@ -206,7 +206,7 @@ def launched(manager, run_id: str, detach: bool, as_json: bool) -> int:
             print(json.dumps({"run_id": run_id, "pid": record["pid"], "state": record["state"],
                               "run_dir": record["run_dir"]}))  # fmt: skip
         else:
-            where = f"pid {record['pid']}" if record["pid"] else record["state"]
+            where = f"pid {record['pid']}" if record["pid"] else "waiting for a free slot"
             print(
                 f"run {run_id} {record['state']} ({where}); follow it with: learngene runs logs {run_id} --follow"
             )
@@ -267,7 +267,9 @@ def print_outcome(record: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(record, default=str))
         return
     best = f", best top-1 {record['best_top1']:.2f}" if record.get("best_top1") is not None else ""
-    line = f"run {record['run_id']} {record['state']} at step {record.get('step')}{best}"
+    step = record.get("step")
+    when = f"at step {step}" if step is not None else "before its first step"
+    line = f"run {record['run_id']} {record['state']} {when}{best}"
     print(line)
     if record["state"] != "succeeded" and (record.get("error_tail") or record.get("message")):
         print(record.get("error_tail") or record.get("message"), file=sys.stderr)

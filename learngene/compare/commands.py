@@ -71,12 +71,8 @@ def train_command(plan: ComparisonPlan, job: Job, out: str | Path) -> list[str]:
 
 
 def _validate_config(config) -> None:
-    """Validate a job's TrainConfig before its descendant exists.
-
-    ``TrainConfig.validate`` insists that the descendant directory exists; every other check (dataset, data root,
-    recipe values) is what a dry run is for, so validate a copy whose model source is an ancestor spec instead.
-    """
-    dataclasses.replace(config, descendant=None, ancestor="builtin", init="scratch").validate()
+    """Validate a job's TrainConfig before its descendant exists (dataset, data root, recipe values)."""
+    config.validate(descendant_exists=False)
 
 
 def dry_run(plan: ComparisonPlan, out: str | Path, *, check_data: bool = False) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from learngene.runs.registry import (
 
 log = logging.getLogger(__name__)
 
+STOPPED_BEFORE_START = "stopped before it started"
 DIED_MESSAGE = "the process died without a final state (killed, out of memory, or power loss)"
 STDERR_TAIL_LINES = 20
 # Exit codes of the worker (and of `learngene train` in the foreground): 0 succeeded, 3 stopped, 1 failed.
@@ -391,6 +392,7 @@ class RunManager:
             # A result.json left by the previous attempt (before a resume) must not be mistaken for this one's.
             # Inside the try: an unwritable directory fails this run, not every command that looks at the queue.
             (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
+            rundir.mark_launch(run_dir, (row.get("attempts") or 0) + 1, bool(row["resume"]))
             handle = launcher.launch(run_dir, resume=bool(row["resume"]), gpus=gpus)
         except Exception as error:  # a broken launch fails this run, never the queue
             if not isinstance(error, (LearngeneError, OSError)):
@@ -398,6 +400,11 @@ class RunManager:
             reason = f"{error.strerror}: {error.filename}" if isinstance(error, OSError) and error.strerror else error
             self._finish(conn, row, FAILED, error_tail=f"launch failed: {reason}", started=now)
             return
+        try:  # beside the registry row: a rebuilt registry finds the live process again
+            rundir.write_process(run_dir, now, pid=handle.pid, pgid=handle.pgid, proc_start=handle.proc_start,
+                                 job_id=handle.job_id, host=self.host, gpus=",".join(gpus) if gpus else None)  # fmt: skip
+        except (LearngeneError, OSError) as error:
+            log.warning("run %s: could not record its process in %s: %s", row["run_id"], rundir.PROCESS_FILE, error)
         self.registry.update(
             conn,
             row["run_id"],
@@ -482,7 +489,7 @@ class RunManager:
     def _final_fields(
         self, row: dict[str, Any], result: dict[str, Any] | None, code: int | None
     ) -> dict[str, Any]:
-        stderr_tail = "\n".join(rundir.tail_lines(self._run_dir(row) / STDERR_LOG, STDERR_TAIL_LINES))
+        stderr_tail = "\n".join(rundir.last_attempt_tail(self._run_dir(row) / STDERR_LOG, STDERR_TAIL_LINES))
         if result is not None:
             state = result.get("state") if result.get("state") in FINAL_STATES else FAILED
             exit_code = result.get("exit_code", code)
@@ -493,7 +500,9 @@ class RunManager:
             # error_tail is for failures; the worker's message stays readable as the record's ``message``.
             return {"state": state, "exit_code": exit_code, "error_tail": None}
         if row.get("stop_requested"):
-            message = "stopped: the process ended without writing a final state; the last checkpoint is kept"
+            kept = ("the last checkpoint is kept" if (self._run_dir(row) / rundir.LAST_CHECKPOINT).is_file()
+                    else "it had saved no checkpoint yet")  # fmt: skip
+            message = f"stopped: the process ended without writing a final state; {kept}"
             return {"state": STOPPED, "exit_code": code, "error_tail": message}
         if code is not None and code > 0:
             # It exited on its own (an import error, a crash before the worker's handlers were in place).
@@ -625,7 +634,8 @@ class RunManager:
         with self.registry.transaction() as conn:
             row = self.registry.get(run_id, conn)
             if row["state"] == QUEUED:
-                self._finish(conn, row, STOPPED, error_tail="stopped before it started")
+                self._finish(conn, row, STOPPED, error_tail=STOPPED_BEFORE_START)
+                self._record_stop_before_start(row)
                 return STOPPED
             if row["state"] in FINAL_STATES:
                 raise LearngeneError(f"run {run_id} has already {'ended as ' if row['state'] != STOPPED else ''}"
@@ -635,6 +645,20 @@ class RunManager:
         if not signalled:
             self.reconcile()  # the process was already gone: settle its state now
         return self.registry.get(run_id)["state"]
+
+    def _record_stop_before_start(self, row: dict[str, Any]) -> None:
+        """Leave the stop in the run directory too (``result.json``, unless an earlier attempt wrote one): a
+        rebuilt registry would otherwise put the never-launched run back in the queue."""
+        run_dir = self._run_dir(row)
+        if (run_dir / rundir.RESULT_FILE).exists():
+            return
+        from learngene.atomic import write_json_atomic
+
+        try:
+            write_json_atomic(run_dir / rundir.RESULT_FILE,
+                              {"state": STOPPED, "message": STOPPED_BEFORE_START, "exit_code": None})  # fmt: skip
+        except (LearngeneError, OSError) as error:
+            log.warning("run %s: could not record its stop in %s: %s", row["run_id"], rundir.RESULT_FILE, error)
 
     def resume(self, run_id: str) -> str:
         """Queue a stopped or failed run again to continue from ``checkpoints/last.pt`` (same config, same

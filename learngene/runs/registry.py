@@ -405,9 +405,20 @@ def _recovered_row(run_dir: Path) -> dict[str, Any] | None:
             created = run_dir.stat().st_mtime
         info = rundir.RunFile(run_id=run_dir.name, name=run_dir.name, created=created)
     result = rundir.read_result(run_dir)
-    if result is not None and result.get("state") in FINAL_STATES:
+    process = None if result is not None and result.get("state") in FINAL_STATES else _live_process(run_dir, info)
+    if process is not None:
+        # Still training: tracked again like any running run (stop reaches it, its slot stays taken, resume is
+        # refused), and the next reconcile gives it its final state when it ends.
+        state, error, exit_code = RUNNING, None, None
+    elif result is not None and result.get("state") in FINAL_STATES:
         state, error = result["state"], (str(result.get("message") or "") if result["state"] == FAILED else None)
         exit_code = result.get("exit_code")
+        if state == STOPPED and result.get("message") and result.get("step") is None:
+            error = str(result["message"])  # stopped before it started: say so, as the registry did
+    elif not any((run_dir / name).exists() for name in (rundir.STDOUT_LOG, rundir.STDERR_LOG, rundir.PROCESS_FILE,
+                                                         rundir.METRICS_FILE)):  # fmt: skip
+        # Never launched (queued when the index was lost): back in the queue, in its original order.
+        state, error, exit_code = QUEUED, None, None
     else:
         # Resumable when a checkpoint exists; either way the user sees why (no process can be tracked any more).
         state = STOPPED if (run_dir / rundir.LAST_CHECKPOINT).is_file() else FAILED
@@ -419,7 +430,24 @@ def _recovered_row(run_dir: Path) -> dict[str, Any] | None:
         "launcher": info.launcher, "launcher_options": dumps(info.launcher_options), "exit_code": exit_code,
         "error_tail": error, "run_dir": run_dir.name, "config_json": dumps(config),
         "parent_run_id": info.parent_run_id, "resume": 1 if (run_dir / rundir.LAST_CHECKPOINT).is_file() else 0,
+        **({**process, "ended": None} if process else {}),
     }  # fmt: skip
+
+
+def _live_process(run_dir: Path, info) -> dict[str, Any] | None:
+    """The run's recorded process (``process.json``) when its launcher says it still runs, or cannot tell (another
+    host); None when there is no record or the process is gone."""
+    from learngene.runs import rundir
+    from learngene.runs.launchers import make_launcher
+
+    process = rundir.read_process(run_dir)
+    if process is None:
+        return None
+    try:
+        alive = make_launcher(info.launcher, dict(info.launcher_options)).is_alive({**process, "run_dir": str(run_dir)})
+    except LearngeneError:
+        return None
+    return process if alive is not False else None
 
 
 def rebuild_registry(root: str | os.PathLike) -> tuple[int, Path | None]:
@@ -427,8 +455,8 @@ def rebuild_registry(root: str | os.PathLike) -> tuple[int, Path | None]:
 
     Each run's state comes from its ``result.json``; a run without one (it was running or queued when the index
     was lost) becomes ``stopped`` when it has a checkpoint (``learngene runs resume`` continues it) or ``failed``.
-    The old file is kept beside it as ``runs.db.damaged-<time>``, never deleted. Stop any running worker first:
-    the rebuilt index cannot track processes.
+    A run whose launched process (``process.json``) is still alive stays ``running`` and tracked. The old file is
+    kept beside it as ``runs.db.damaged-<time>``, never deleted.
     """
     root = Path(root)
     if not root.is_dir():
@@ -440,6 +468,10 @@ def rebuild_registry(root: str | os.PathLike) -> tuple[int, Path | None]:
             if row is not None:
                 rows.append(row)
     path = root / DB_NAME
+    if not rows and not path.exists():
+        # Nothing to rebuild and nothing to repair: most likely a mistyped --runs-dir, not a runs root.
+        raise LearngeneError(f"{root} holds no run directories and no {DB_NAME}: it is not a runs root; give "
+                             "--runs-dir (or $LEARNGENE_RUNS_DIR) the folder that holds your runs")
     tmp = root / f".{DB_NAME}.rebuild.{os.getpid()}.tmp"
     try:
         tmp.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ TRAIN_LOG = "train.log"  # the learngene loggers' records (worker)
 STDOUT_LOG = "stdout.log"  # the launched process's stdout (launcher)
 STDERR_LOG = "stderr.log"  # the launched process's stderr (launcher)
 REPRO_FILE = "repro.json"  # versions, seeds and hardware at the first launch (worker)
+PROCESS_FILE = "process.json"  # the latest launch's pid / process group / start time / host / job id (manager)
 TENSORBOARD_DIR = "tb"  # optional TensorBoard events (worker)
 CHECKPOINT_DIR = Path("checkpoints")
 LAST_CHECKPOINT = CHECKPOINT_DIR / "last.pt"  # the resume point (worker)
@@ -66,6 +67,34 @@ class RunFile:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError:
             return None
+
+
+# The registry columns that find a launched run's process again; PROCESS_FILE holds them (plus ``started``).
+PROCESS_FIELDS = ("pid", "pgid", "proc_start", "job_id", "host", "gpus")
+
+
+def write_process(run_dir: str | os.PathLike, started: float, **fields: Any) -> None:
+    """Record the latest launch's process in ``process.json`` (:data:`PROCESS_FIELDS` and ``started``).
+
+    The registry is only an index: with this file a registry rebuilt while the run is still training keeps
+    tracking it (``runs stop`` reaches it, its slot stays taken, ``runs resume`` cannot start a second worker in
+    the same folder) instead of calling a live run interrupted.
+    """
+    from learngene.atomic import write_json_atomic
+
+    record = {name: fields.get(name) for name in PROCESS_FIELDS}
+    write_json_atomic(Path(run_dir) / PROCESS_FILE, {**record, "started": started})
+
+
+def read_process(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The latest launch's process record (see :func:`write_process`), or None if absent or unreadable."""
+    try:
+        value = json.loads((Path(run_dir) / PROCESS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(value, dict) or not (value.get("pid") or value.get("job_id")):
+        return None
+    return {name: value.get(name) for name in (*PROCESS_FIELDS, "started")}
 
 
 def repro_file(resume_step: int | None = None) -> str:
@@ -158,3 +187,30 @@ def tail_lines(path: str | os.PathLike, n: int = 20) -> list[str]:
     except OSError:
         return []
     return list(deque(text.splitlines(), maxlen=n))
+
+
+# A line the manager appends to a run's stderr.log before each relaunch (resume), so that a failure's stderr tail
+# shows only the attempt that failed, not the traceback or log lines of an earlier one.
+LAUNCH_MARKER = "=== learngene: launch "
+
+
+def mark_launch(run_dir: str | os.PathLike, attempt: int, resume: bool) -> None:
+    """Append the :data:`LAUNCH_MARKER` line for ``attempt`` to ``stderr.log`` when earlier attempts wrote to it."""
+    import time
+
+    path = Path(run_dir) / STDERR_LOG
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"\n{LAUNCH_MARKER}{attempt} ({'resume' if resume else 'start'}) at "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} ===\n")
+
+
+def last_attempt_tail(path: str | os.PathLike, n: int = 20) -> list[str]:
+    """The last ``n`` lines of a log written since its last :data:`LAUNCH_MARKER` line (all of it without one)."""
+    lines = tail_lines(path, n + 200)
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(LAUNCH_MARKER):
+            lines = lines[index + 1:]
+            break
+    return lines[-n:] if n else []

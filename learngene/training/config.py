@@ -240,6 +240,60 @@ class TrainConfig:
             raise LearngeneError(f"training config {path} is not valid YAML: {error}".replace("\n", " ")) from None
         return cls.from_dict(data or {})
 
+    def descendant_spec(self, num_classes: int | None = None):
+        """The :class:`~learngene.descendant.DescendantSpec` of the descendant built at start from ``ancestor``
+        (``num_classes`` None: the data's, unknown until it is read)."""
+        from learngene.descendant.spec import DescendantSpec
+        from learngene.ffn_groups import parse_groups
+
+        groups = {"auto": "auto", "none": None}.get(str(self.ffn_groups))
+        if str(self.ffn_groups) not in ("auto", "none"):
+            groups = tuple(tuple(g) for g in parse_groups(str(self.ffn_groups)))
+        return DescendantSpec(depth=self.depth, width_ratio=self.width_ratio,
+                              heads=tuple(self.heads) if self.heads else None, schedule=self.schedule,
+                              img_size=self.img_size, num_classes=num_classes, init=self.init, seed=self.seed,
+                              ffn_groups=groups, head_order=self.head_order, centroid=self.centroid,
+                              train_transform=self.train_transform, transform_init=self.transform_init,
+                              parity=self.parity)  # fmt: skip
+
+    def _check_descendant_design(self) -> None:
+        """What the worker would refuse when it builds the descendant, refused before a run exists: the design
+        against the ancestor's architecture (no weights read), the clustering thresholds and the statistics file."""
+        from learngene.attention.stats_file import read_stats_file
+        from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS, validate_thresholds
+        from learngene.descendant.arch import summary_without_weights
+
+        self.descendant_spec(self.num_classes).resolve(summary_without_weights(self.ancestor))
+        validate_thresholds(PAPER_EPS if self.eps is None else self.eps,
+                            PAPER_MIN_HEADS if self.min_heads is None else self.min_heads)  # fmt: skip
+        if self.stats and self.init == "cluster-learngene":
+            read_stats_file(self.stats)
+
+    def _check_saved_descendant(self) -> None:
+        """A ``--descendant`` folder must hold a descendant (config.json and readable weights) whose patch size
+        divides ``img_size``; otherwise the worker fails after the run was queued, or silently crops the image."""
+        from safetensors import SafetensorError, safe_open
+
+        from learngene.descendant.arch import summary_without_weights
+        from learngene.descendant.config import DescendantConfig
+        from learngene.output_dir import DESCENDANT_WEIGHTS
+
+        saved = DescendantConfig.load(self.descendant)
+        weights = Path(self.descendant) / DESCENDANT_WEIGHTS
+        if not weights.is_file():
+            raise LearngeneError(f"{self.descendant} is not a saved descendant (no {DESCENDANT_WEIGHTS}); build it again")
+        try:
+            with safe_open(str(weights), framework="numpy"):
+                pass  # the header only: a truncated or foreign file fails here
+        except (SafetensorError, OSError) as error:
+            raise LearngeneError(f"the descendant in {self.descendant} is corrupt ({error}); build it again") from None
+        patch = summary_without_weights(f"random:{saved.timm.arch}").patch_size
+        if self.img_size % patch:
+            raise LearngeneError(
+                f"the image size must be a positive multiple of the descendant's patch size {patch} (got "
+                f"{self.img_size}); e.g. --img-size {max(patch, self.img_size // patch * patch)}"
+            )
+
     # ------------------------------------------------------------------------------------------------------------
     @property
     def randaugment_policy(self) -> str | None:
@@ -282,8 +336,12 @@ class TrainConfig:
             changes[f.name] = os.path.abspath(base_dir / Path(path_part).expanduser()) + at + suffix
         return dataclasses.replace(self, **changes) if changes else self
 
-    def validate(self) -> TrainConfig:
+    def validate(self, *, descendant_exists: bool = True) -> TrainConfig:
         """Reject impossible values before anything launches; returns self so calls can be chained.
+
+        Args:
+            descendant_exists: False when ``descendant`` is a folder that will be built later (a comparison's dry
+                run): it is then not looked at.
 
         Raises:
             LearngeneError: naming the first bad setting and what would be accepted.
@@ -296,8 +354,13 @@ class TrainConfig:
                 "set exactly one model source: --descendant DIR, --model TIMM_NAME or --ancestor SPEC"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
-        if self.descendant and not Path(self.descendant).is_dir():
-            raise LearngeneError(f"descendant directory not found: {self.descendant}")
+        if self.descendant and descendant_exists:
+            if Path(self.descendant).is_file():
+                raise LearngeneError(f"--descendant {self.descendant} is a file; give the folder that "
+                                     "`learngene build --out` wrote")  # fmt: skip
+            if not Path(self.descendant).is_dir():
+                raise LearngeneError(f"descendant directory not found: {self.descendant}")
+            self._check_saved_descendant()
         if self.model:
             import timm  # deferred: timm imports torchvision, which is slow
 
@@ -309,10 +372,7 @@ class TrainConfig:
             if choices and value is not None and value not in choices:
                 raise LearngeneError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
         if self.ancestor:
-            from learngene.ffn_groups import parse_groups
-
-            if str(self.ffn_groups) not in ("auto", "none"):
-                parse_groups(str(self.ffn_groups))
+            self._check_descendant_design()
         for key, owner in RESERVED_MODEL_ARGS.items():
             if key in self.model_kwargs:
                 value = yaml_text(self.model_kwargs[key])

@@ -81,18 +81,9 @@ def _build_from_ancestor(config: TrainConfig, num_classes: int) -> nn.Module:
     computed on the built-in probe images)."""
     build_descendant = _descendant_api("build_descendant")
     from learngene.ancestors import load_ancestor
-    from learngene.descendant import DescendantSpec, read_distances
-    from learngene.ffn_groups import parse_groups
+    from learngene.descendant import read_distances
 
-    groups = {"auto": "auto", "none": None}.get(str(config.ffn_groups))
-    if str(config.ffn_groups) not in ("auto", "none"):
-        groups = tuple(tuple(g) for g in parse_groups(str(config.ffn_groups)))
-    spec = DescendantSpec(depth=config.depth, width_ratio=config.width_ratio,
-                          heads=tuple(config.heads) if config.heads else None, schedule=config.schedule,
-                          img_size=config.img_size, num_classes=num_classes, init=config.init, seed=config.seed,
-                          ffn_groups=groups, head_order=config.head_order, centroid=config.centroid,
-                          train_transform=config.train_transform, transform_init=config.transform_init,
-                          parity=config.parity)
+    spec = config.descendant_spec(num_classes)
     ancestor = load_ancestor(config.ancestor)
     spec = spec.resolve(ancestor.summary)
     distances, provenance = None, {}

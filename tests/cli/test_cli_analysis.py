@@ -25,6 +25,24 @@ def test_help_lists_the_commands_from_python_m():
     assert listed == ["analyze", "cluster", "extract", "size", "build", "train", "runs", "compare", "probe"]
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "vit_tiny_patch16_224", "--lr", "nan"], "argument --lr: expected a number or none"),
+    (["train", "--batch-size", "abc"], "argument --batch-size"),
+    (["runs", "clone", "some-run", "junk"], "expected KEY=VALUE, got 'junk'"),
+    (["cluster"], "the following arguments are required: --stats"),
+    (["size", "--depth", "six"], "argument --depth"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_a_bad_flag_is_one_error_line_not_the_usage_block(argv, message, capsys):
+    # argparse printed the whole usage first (about 50 lines for train) and the error last, as "learngene train:
+    # error: ...".
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err and "--help" in err
+
+
 def test_a_command_module_that_cannot_be_imported_fails_loudly(monkeypatch):
     import learngene.cli
 

@@ -142,3 +142,55 @@ def test_old_statistics_without_identity_are_accepted_with_a_warning(tmp_path, t
     assert main(["extract", *TINY, "--stats", str(table), "--out", str(tmp_path / "lg")]) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and "does not say which ancestor" in err
+
+
+def test_analyze_never_overwrites_a_file_it_did_not_write(tmp_path, capsys):
+    # `analyze --out` used to replace any existing file silently (a user's notes, another tool's JSON).
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    argv = ["analyze", *TINY, "--num-images", "1", "--out", str(notes)]
+    assert main(argv) == 2
+    assert "already exists" in one_error_line(capsys) and notes.read_text() == '{"mine": 1}'
+    assert main([*argv, "--force"]) == 2
+    assert "learngene did not write it" in one_error_line(capsys) and notes.read_text() == '{"mine": 1}'
+
+    stats = tmp_path / "stats.json"
+    assert main(["analyze", *TINY, "--num-images", "1", "--out", str(stats)]) == 0
+    first = stats.read_text()
+    capsys.readouterr()
+    assert main(["analyze", *TINY, "--num-images", "2", "--out", str(stats)]) == 2
+    assert "pass --force" in one_error_line(capsys) and stats.read_text() == first
+    assert main(["analyze", *TINY, "--num-images", "2", "--out", str(stats), "--force"]) == 0
+    assert json.loads(stats.read_text())["num_images"] == 2  # its own file is replaced with --force
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json", "stats.json"]
+
+
+def test_probe_force_never_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    notes = tmp_path / "notes.json"
+    notes.write_text("my results, not JSON")
+    argv = ["probe", *TINY[:2], "--dataset", "digits", "--subset", "20", "--null-draws", "1", "--out", str(notes)]
+    assert main(argv) == 2
+    assert "already exists" in one_error_line(capsys)
+    assert main([*argv, "--force"]) == 2
+    assert "learngene did not write it" in one_error_line(capsys)
+    assert notes.read_text() == "my results, not JSON"
+
+
+def test_compare_never_writes_into_a_folder_it_did_not_write(tmp_path, capsys):
+    # compare used to write results.md, results.json, plan.json, jobs/ and descendants/ into any existing folder,
+    # replacing a user's results.md.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my own results")
+    base = ["compare", "--ancestor", "random:test_vit4", "--dataset", "digits", "--depth", "2", "--width-ratio", "1",
+            "--inits", "scratch", "--seeds", "0", "--img-size", "32", "--max-steps", "1",
+            "--runs-dir", str(tmp_path / "runs")]
+    for extra in ([], ["--dry-run"]):
+        assert main([*base, "--out", str(mine), *extra]) == 2
+        assert "learngene compare did not write" in one_error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["results.md"] and (mine / "results.md").read_text() == "my own results"
+    assert main([*base, "--out", str(mine / "results.md"), "--dry-run"]) == 2
+    assert "is a file" in one_error_line(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main([*base, "--out", str(tmp_path / "empty"), "--dry-run"]) == 0  # an empty folder is fine
+    assert not (tmp_path / "runs").exists()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,16 @@ from learngene.errors import LearngeneError
 from learngene.training.config import TrainConfig, field_kind
 
 BASE_MODEL = "vit_tiny_patch16_224"
+
+
+@pytest.fixture(scope="module")
+def built_descendant(tmp_path_factory) -> Path:
+    """A real saved descendant (2 layers of the tiny random test_vit4, patch 16): `train --descendant` reads it."""
+    folder = tmp_path_factory.mktemp("built") / "desc"
+    code = main(["build", "--ancestor", "random:test_vit4", "--img-size", "32", "--depth", "2", "--width-ratio", "1",
+                 "--num-classes", "10", "--init", "scratch", "--out", str(folder)])
+    assert code == 0 and (folder / "config.json").is_file()
+    return folder
 
 
 def dry_run(capsys, command: list[str]) -> dict:
@@ -70,14 +82,16 @@ def cases(tmp_path) -> list[tuple[str, TrainConfig]]:
         out.append((f.name, TrainConfig(**source_for(f.name), **{f.name: example_value(f.name, default, tmp_path)})))
         if field_kind(f.name).optional and default is not None:
             out.append((f"{f.name}=None", TrainConfig(**source_for(f.name), **{f.name: None})))
+    # A timm model as the source: the build fields round-trip without forming a descendant design that
+    # validation would check against an ancestor (the ancestor case above does that with the defaults).
     everything = {f.name: example_value(f.name, getattr(defaults, f.name), tmp_path)
-                  for f in dataclasses.fields(TrainConfig) if f.name not in ("descendant", "model")}
+                  for f in dataclasses.fields(TrainConfig) if f.name not in ("descendant", "ancestor")}
     out.append(("every-field", TrainConfig(**everything)))
     return out
 
 
-def test_every_field_round_trips_through_the_command(tmp_path, capsys):
-    (tmp_path / "desc").mkdir()
+def test_every_field_round_trips_through_the_command(tmp_path, capsys, built_descendant):
+    shutil.copytree(built_descendant, tmp_path / "desc")
     for label, config in cases(tmp_path):
         config = config.validate()
         result = dry_run(capsys, run_command(config))
@@ -153,10 +167,10 @@ def test_slurm_clusters_offered_are_the_ones_the_launcher_accepts(capsys):
 
 
 # --- every rendered command in the project parses back to its config -------------------------------------------
-def test_app_equivalent_command_parses_back(tmp_path, capsys):
+def test_app_equivalent_command_parses_back(tmp_path, capsys, built_descendant):
     from app.launch import train_argv
 
-    (tmp_path / "desc").mkdir()
+    shutil.copytree(built_descendant, tmp_path / "desc")
     configs = [
         TrainConfig(descendant=str(tmp_path / "desc"), train_transform=True, download=False, max_steps=4),
         TrainConfig(model=BASE_MODEL, model_kwargs={"depth": 2, "patch_size": 8}, img_size=32, lr=1e-5,
@@ -170,7 +184,7 @@ def test_app_equivalent_command_parses_back(tmp_path, capsys):
         assert result["launcher_options"] == {"partition": "gpu", "cluster": "local", "extra": {"qos": "high"}}
 
 
-def test_compare_train_commands_parse_back(tmp_path, capsys):
+def test_compare_train_commands_parse_back(tmp_path, capsys, built_descendant):
     from learngene.compare import ComparisonPlan, Variant
     from learngene.compare.commands import train_command
     from learngene.compare.execute import descendant_dir
@@ -183,16 +197,16 @@ def test_compare_train_commands_parse_back(tmp_path, capsys):
                                                 "channels_last": False}).validate()
     for job in plan.jobs():
         folder = descendant_dir(out, job)
-        folder.mkdir(parents=True)  # the descendant is built later; the dry run only needs the folder
+        shutil.copytree(built_descendant, folder)  # stands in for the job's own (built when compare runs)
         argv = train_command(plan, job, out)
         assert "True" not in argv and "--name" in argv
         assert dry_run(capsys, argv)["config"] == plan.train_config(job, folder).to_dict()
 
 
-def test_runs_show_json_carries_the_command(tmp_path, capsys):
+def test_runs_show_json_carries_the_command(tmp_path, capsys, built_descendant):
     from learngene.runs import RunManager
 
-    (tmp_path / "desc").mkdir()
+    shutil.copytree(built_descendant, tmp_path / "desc")
     manager = RunManager(tmp_path / "runs")
     config = TrainConfig(descendant=str(tmp_path / "desc"), epochs=3, ema=True, heads=None)
     run_id = manager.submit(config, name="named", launcher="torchrun", launcher_options={"nproc_per_node": 2},
@@ -241,3 +255,40 @@ def test_runs_clone_with_a_wrong_type_is_one_line_and_queues_nothing(tmp_path, c
     assert code == 2 and err == "error: training config: epochs must be an integer, got 'abc'\n"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == before
     assert len(manager.list(schedule=False)) == 1
+
+
+def _refusal_cases(tmp_path: Path, built: Path) -> list[tuple[list[str], str]]:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    truncated = tmp_path / "truncated"
+    shutil.copytree(built, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("garbage{")
+    ancestor = ["--ancestor", "random:test_vit4"]
+    return [
+        (["--descendant", str(empty)], "is not a saved descendant (no config.json)"),
+        (["--descendant", str(garbage)], "is a file; give the folder that `learngene build --out` wrote"),
+        (["--descendant", str(truncated)], "is corrupt"),
+        (["--descendant", str(built), "--img-size", "40"], "multiple of the descendant's patch size 16"),
+        ([*ancestor, "--depth", "0"], "depth must be between 1 and the ancestor's 9 layers"),
+        ([*ancestor, "--width-ratio", "-1"], "width ratio must be a positive number"),
+        ([*ancestor, "--img-size", "40"], "multiple of the patch size 16"),
+        ([*ancestor, "--eps", "-1"], "eps must be a positive number"),
+        ([*ancestor, "--min-heads", "0"], "min_heads must be an integer >= 1"),
+        ([*ancestor, "--stats", str(garbage)], "is not valid JSON"),
+        ([*ancestor, "--stats", str(tmp_path / "missing.json")], "does not exist"),
+    ]
+
+
+def test_what_the_worker_would_refuse_is_refused_before_a_run_exists(tmp_path, capsys, built_descendant):
+    # These used to be queued and launched, then failed in the worker (a failed run in the registry, exit 1, the
+    # message three times), or, for a descendant whose patch does not divide --img-size, trained on a cropped image.
+    runs = tmp_path / "runs"
+    for argv, message in _refusal_cases(tmp_path, built_descendant):
+        code = main(["train", *argv, "--dataset", "digits", "--runs-dir", str(runs), "--detach"])
+        out, err = capsys.readouterr()
+        assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+        assert message in err, (argv, err)
+        assert not runs.exists(), argv  # no run directory, no registry row

@@ -138,3 +138,50 @@ def test_ctrl_c_in_the_foreground_stops_the_run_gracefully(runs_root, fake_worke
     record = manager.get("fg")
     assert record["state"] == "stopped" and record["has_checkpoint"]
     assert (manager.run_dir(record["run_id"]) / "launches.txt").is_file()  # the fake worker ran, not the real one
+
+
+def test_a_run_that_fails_before_its_first_step_says_so_not_step_none(cli, monkeypatch):
+    monkeypatch.setenv(WORKER_MODULE_ENV, "no_such_worker_module")  # the process exits at once, before any step
+    code, out, err = cli(*FAKE_TRAIN)
+    assert code == 1
+    assert "failed before its first step" in out and "None" not in out, out
+    assert "No module named" in err  # the reason, from the process's stderr
+
+
+def test_a_detached_run_waiting_for_a_slot_says_so(cli):
+    code, out, _ = cli(*FAKE_TRAIN, "--model-arg", "fake_steps=200", "--model-arg", "fake_step_s=0.05",
+                       "--slots", "1", "--detach")  # fmt: skip
+    assert code == 0 and "running (pid " in out
+    code, out, _ = cli(*FAKE_TRAIN, "--detach")
+    assert code == 0 and "queued (waiting for a free slot)" in out, out
+
+
+def test_runs_list_refuses_an_unknown_state(cli, capsys, runs_root):
+    RunManager(runs_root)  # an existing, empty runs root
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "list", "--state", "finished"])  # not a state: used to print "no runs" and exit 0
+    assert exit_info.value.code == 2 and "invalid choice: 'finished'" in capsys.readouterr().err
+    code, out, _ = cli("runs", "list", "--state", "failed", "--state", "stopped")
+    assert code == 0 and out.strip() == "no runs"
+
+
+def test_rebuild_registry_refuses_a_folder_that_is_not_a_runs_root(cli, tmp_path):
+    typo = tmp_path / "typo"
+    code, _, err = cli("runs", "rebuild-registry", "--runs-dir", str(typo))
+    assert code == 2 and "no runs root at" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists()  # not created
+    foreign = tmp_path / "photos"
+    (foreign / "2024").mkdir(parents=True)
+    code, _, err = cli("runs", "rebuild-registry", "--runs-dir", str(foreign))
+    assert code == 2 and "not a runs root" in err
+    assert sorted(p.name for p in foreign.iterdir()) == ["2024"]  # no runs.db written into it
+
+
+@pytest.mark.parametrize("argv", [("runs", "list"), ("runs", "show", "x"), ("runs", "logs", "x"),
+                                  ("runs", "stop", "x"), ("runs", "resume", "x"), ("runs", "clone", "x")])
+def test_commands_on_existing_runs_do_not_create_a_mistyped_runs_root(cli, tmp_path, argv):
+    # `runs list --runs-dir typo` created typo/ with a runs.db in it and answered "no runs".
+    typo = tmp_path / "rnus"
+    code, out, err = cli(*argv, "--runs-dir", str(typo))
+    assert code == 2 and out == "" and f"no runs root at {typo}" in err and len(err.strip().splitlines()) == 1
+    assert not typo.exists()

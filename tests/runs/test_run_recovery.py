@@ -87,14 +87,64 @@ def test_a_damaged_registry_is_one_line_with_the_fix_and_can_be_rebuilt(runs_roo
     assert manager.wait("half", timeout_s=60)["state"] == "succeeded"
 
 
-def test_rebuild_without_a_result_keeps_the_run_resumable(runs_root, fake_worker):
+def test_rebuild_puts_a_never_launched_run_back_in_the_queue_and_keeps_a_stopped_one_stopped(runs_root, fake_worker):
+    # A run still queued when runs.db was lost used to come back "failed" (no checkpoint: only a clone could run
+    # it). It is queued again now; one stopped while queued stays stopped.
     manager = RunManager(runs_root, slots=1)
-    run_id = manager.submit(fake_config(), launcher_options={"worker_module": fake_worker}, schedule=False)
-    (runs_root / "runs.db").unlink()
+    options = {"worker_module": fake_worker}
+    waiting = manager.submit(fake_config(fake_steps=3), name="waiting", launcher_options=options, schedule=False)
+    dropped = manager.submit(fake_config(), name="dropped", launcher_options=options, schedule=False)
+    assert manager.stop(dropped) == "stopped"
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
     count, kept = rebuild_registry(runs_root)
-    assert (count, kept) == (1, None)
+    assert (count, kept) == (2, None)
+    manager = RunManager(runs_root, slots=1)
+    assert manager.get(waiting, schedule=False)["state"] == "queued"
+    record = manager.get(dropped, schedule=False)
+    assert record["state"] == "stopped" and record["error_tail"] == "stopped before it started"
+    assert manager.wait(waiting, timeout_s=60)["state"] == "succeeded"  # the scheduler launched it
+    assert manager.get(dropped, schedule=False)["state"] == "stopped"
+
+
+def test_a_registry_rebuilt_while_a_run_trains_keeps_tracking_it(runs_root, fake_worker, capsys):
+    # Before process.json, the rebuilt index called the live run "stopped" (it had a checkpoint): its slot was free
+    # for another run, `runs stop` refused it, and `runs resume` started a second worker in the same folder.
+    manager = RunManager(runs_root, slots=1)
+    options = {"worker_module": fake_worker}
+    live = manager.submit(fake_config(fake_steps=400, fake_step_s=0.05), name="live", launcher_options=options)
+    wait_for(lambda: (runs_root / live / "checkpoints" / "last.pt").exists(), timeout_s=60)
+    pid = manager.get(live, schedule=False)["pid"]
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
+    code, out, err = _cli(capsys, "runs", "rebuild-registry", "--runs-dir", str(runs_root))
+    assert code == 0, err
+
+    manager = RunManager(runs_root, slots=1)
+    record = manager.get(live, schedule=False)
+    assert record["state"] == "running" and record["pid"] == pid and record["ended"] is None
+    with pytest.raises(LearngeneError, match="is running"):
+        manager.resume(live)
+    queued = manager.submit(fake_config(fake_steps=2), name="next", launcher_options=options)
+    assert manager.get(queued, schedule=False)["state"] == "queued"  # the live run still holds the only slot
+    code, out, err = _cli(capsys, "runs", "stop", "live", "--wait", "--runs-dir", str(runs_root))
+    assert code == 0 and "stopped" in out, err
+    assert manager.wait(queued, timeout_s=60)["state"] == "succeeded"
+    launches = (runs_root / live / "launches.txt").read_text().split()
+    assert launches.count("end") == 1 and len(launches) == 4  # one worker only: "PID TIME end TIME"
+
+
+def test_a_rebuilt_run_whose_process_is_gone_is_resumable(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_steps=400, fake_step_s=0.05), launcher_options={"worker_module": fake_worker})
+    wait_for(lambda: (runs_root / run_id / "checkpoints" / "last.pt").exists(), timeout_s=60)
+    manager.stop(run_id, force=True)  # SIGKILL: no result.json, a process.json that names a dead process
+    wait_for(lambda: not _alive(manager.get(run_id, schedule=False)["pid"]), timeout_s=30)
+    for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
+        (runs_root / name).unlink(missing_ok=True)
+    rebuild_registry(runs_root)
     record = RunManager(runs_root).get(run_id, schedule=False)
-    assert record["state"] == "failed" and record["error_tail"] == RECOVERED_MESSAGE  # never launched: no checkpoint
+    assert record["state"] == "stopped" and record["error_tail"] == RECOVERED_MESSAGE
 
 
 def test_a_newer_schema_is_refused(runs_root):
@@ -190,3 +240,33 @@ def test_bad_runs_input_is_one_line(runs_root, fake_worker, capsys, tmp_path):
     blocker.write_text("not a folder")
     code, _, err = _cli(capsys, "runs", "list", "--runs-dir", str(blocker / "runs"))
     _one_line_error(code, err, "runs root")
+
+
+def test_a_failed_resume_shows_its_own_stderr_not_the_earlier_attempts(runs_root, fake_worker):
+    # stderr.log is appended to by every attempt: the failure's tail used to show the previous attempt's traceback
+    # (here "fake failure") as if it were the reason this attempt failed.
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_fail_at=2), launcher_options={"worker_module": fake_worker},
+                            schedule=False)  # fmt: skip
+    assert manager.schedule() == [run_id]
+    first = manager.wait(run_id, timeout_s=60)
+    assert first["state"] == "failed" and "fake failure" in first["error_tail"] and first["has_checkpoint"]
+
+    # The next attempt dies at import, before it writes anything of its own but the traceback.
+    (runs_root.parent / "fakemods" / f"{fake_worker}.py").write_text("raise ImportError('second attempt broke')\n")
+    manager.resume(run_id)
+    second = manager.wait(run_id, timeout_s=60)
+    assert second["state"] == "failed" and "second attempt broke" in second["error_tail"]
+    assert "fake failure" not in second["error_tail"], second["error_tail"]
+    stderr = (runs_root / run_id / "stderr.log").read_text()
+    assert "fake failure" in stderr and "=== learngene: launch 2 (resume)" in stderr  # the whole history is kept
+
+
+def test_a_forced_stop_before_any_checkpoint_does_not_claim_one_is_kept(runs_root, fake_worker):
+    manager = RunManager(runs_root, slots=1)
+    run_id = manager.submit(fake_config(fake_steps=100, fake_step_s=1.0), launcher_options={"worker_module": fake_worker})
+    wait_for(lambda: (runs_root / run_id / "launches.txt").exists(), timeout_s=30)  # running, before step 2's save
+    manager.stop(run_id, force=True)
+    record = manager.wait(run_id, timeout_s=30)
+    assert record["state"] == "stopped" and not record["has_checkpoint"]
+    assert "no checkpoint" in record["error_tail"] and "checkpoint is kept" not in record["error_tail"]

@@ -171,7 +171,13 @@ def test_resolved_makes_local_paths_absolute_and_leaves_names_alone(tmp_path):
 
 
 def test_config_from_args_resolves_against_the_working_directory(tmp_path, monkeypatch):
-    (tmp_path / "desc").mkdir()
+    from learngene.ancestors import load_ancestor
+    from learngene.descendant import DescendantSpec, build_descendant, save_descendant
+
+    # A real saved descendant: validation reads its config.json and weights header.
+    ancestor = load_ancestor("random:test_vit4", img_size=32)
+    spec = DescendantSpec(depth=1, width_ratio=1.0, img_size=32, num_classes=10, init="scratch")
+    save_descendant(build_descendant(ancestor, spec), tmp_path / "desc")
     monkeypatch.chdir(tmp_path)
     parser = add_train_arguments(argparse.ArgumentParser())
     cfg = config_from_args(parser.parse_args(["--descendant", "desc/"]))
