@@ -252,8 +252,12 @@ def follow(manager, run_id: str, as_json: bool = False, poll_s: float = 0.5) -> 
                     print(f"left run {run_id} stopping in the background", file=sys.stderr)
                     return 130
                 stopping = True
+                try:
+                    manager.stop(run_id)
+                except LearngeneError:
+                    # It ended between the last read and the Ctrl-C: nothing to stop, report how it ended.
+                    continue
                 print(f"\nstopping run {run_id} at its next step (Ctrl-C again to leave it)", file=sys.stderr)
-                manager.stop(run_id)
     finally:
         if bar is not None:
             bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 from conftest import fake_config, wait_for
@@ -272,3 +273,26 @@ def test_records_carry_exactly_the_documented_keys(manager, fake_worker):
     record = manager.wait(run_id, timeout_s=30)
     assert set(record) == set(get_type_hints(RunRecord))
     assert json.loads(json.dumps(record))["run_id"] == run_id  # still a plain, JSON-ready dict
+
+
+def test_ctrl_c_as_a_followed_run_ends_reports_how_it_ended(manager, fake_worker, monkeypatch, capsys):
+    """The race the CLI audit found: `learngene train` in the foreground read the run as running, the run ended,
+    then Ctrl-C arrived; the stop request was refused ("already succeeded") and the command ended in that error
+    (exit 2) instead of reporting the finished run."""
+    from learngene.cli import training
+
+    run_id = manager.submit(fake_config(fake_steps=15, fake_step_s=0.05),
+                            launcher_options={"worker_module": fake_worker})
+    wait_for(lambda: manager.get(run_id)["state"] == "running")
+    real_sleep = time.sleep
+
+    def ctrl_c_once_the_run_has_ended(seconds):
+        monkeypatch.setattr(training.time, "sleep", real_sleep)
+        manager.wait(run_id, timeout_s=30)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.time, "sleep", ctrl_c_once_the_run_has_ended)
+    assert training.follow(manager, run_id) == 0
+    out = capsys.readouterr()
+    assert f"run {run_id} succeeded at step 15" in out.out, out
+    assert "stopping run" not in out.err
