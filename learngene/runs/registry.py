@@ -321,15 +321,15 @@ class Registry:
         with self._connect() as conn:
             if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (ref,)).fetchone():
                 return ref
+            # A name and an id prefix are looked up together: a run named like the start of another run's id
+            # (e.g. "20261201") is ambiguous, not silently the named one.
             hits = [row[0] for row in conn.execute("SELECT run_id FROM runs WHERE name = ?", (ref,))]
-            if not hits:
-                escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                hits = [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\'", (escaped + "%",)
-                    )
-                ]
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            hits += [
+                row[0]
+                for row in conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\'", (escaped + "%",))
+                if row[0] not in hits
+            ]
         if len(hits) == 1:
             return hits[0]
         if not hits:

@@ -39,6 +39,20 @@ def test_resolve_accepts_ids_prefixes_and_names(tmp_path):
     assert [row["name"] for row in registry.all()] == ["alpha", "beta"]
 
 
+def test_a_name_that_is_also_another_runs_id_prefix_is_ambiguous(tmp_path):
+    """It silently meant the named run, so `runs stop 20260102` could stop a run other than the one whose id the
+    user was abbreviating."""
+    registry = Registry(tmp_path)
+    registry.insert(_row("20260101-000000-aaaaaa", "20260102", 1.0))
+    registry.insert(_row("20260102-000000-bbbbbb", "beta", 2.0))
+    with pytest.raises(LearngeneError, match="matches 2 runs") as raised:
+        registry.resolve("20260102")
+    assert "20260101-000000-aaaaaa" in str(raised.value) and "20260102-000000-bbbbbb" in str(raised.value)
+    assert registry.resolve("20260102-0") == "20260102-000000-bbbbbb"
+    registry.insert(_row("20260103-000000-cccccc", "20260103", 3.0))  # a name that prefixes its own id: one run
+    assert registry.resolve("20260103") == "20260103-000000-cccccc"
+
+
 def test_updates_are_compare_and_set(tmp_path):
     registry = Registry(tmp_path)
     registry.insert(_row("r1", "one", 1.0))
