@@ -255,6 +255,25 @@ class _Accumulator:
         }
 
 
+def _check_model_matches(model: torch.nn.Module, probes: ProbeSet, summary) -> None:
+    """Refuse a summary or probe set of another ancestor: the running sums are sized from the summary, so a
+    mismatch would otherwise come back as a table of the wrong shape (garbage) or a shape error deep in timm."""
+    blocks = getattr(model, "blocks", None)
+    heads = getattr(getattr(blocks[0], "attn", None), "num_heads", None) if blocks else None
+    if blocks is None or heads is None:
+        raise LearngeneError("compute_head_statistics needs a timm VisionTransformer (the ancestor's .model)")
+    if (len(blocks), heads) != (summary.num_layers, summary.num_heads):
+        raise LearngeneError(
+            f"the model has {len(blocks)} layers x {heads} heads but the summary describes {summary.num_layers} x "
+            f"{summary.num_heads} ({summary.spec}); pass the model and the summary of the same ancestor"
+        )
+    if probes.img_size != summary.img_size:
+        raise LearngeneError(
+            f"the probe images are prepared at {probes.img_size} px but the ancestor takes {summary.img_size} px; "
+            "load them with this ancestor's summary: load_probe_images(source, ancestor.summary)"
+        )
+
+
 @torch.no_grad()
 def compute_head_statistics(
     model: torch.nn.Module,
@@ -283,6 +302,7 @@ def compute_head_statistics(
         raise LearngeneError(f"batch_size must be at least 1 (got {batch_size})")
     if len(probes) == 0:
         raise LearngeneError("the probe set is empty")
+    _check_model_matches(model, probes, summary)
     wanted = _resolve_statistics(statistics)
     target = resolve_device(device)
     original_device = next(model.parameters()).device
