@@ -195,16 +195,40 @@ def load_learngene(directory: str | Path) -> Learngene:
         tensors = load_file(str(weights_path))
     except Exception as error:
         raise LearngeneError(f"the learngene in {directory} is corrupt ({error})") from error
+    try:
+        learngene = _from_saved(config, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError, LearngeneError) as error:
+        # A hand-edited or damaged learngene.json: name the file, not the missing key deep inside.
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise LearngeneError(
+            f"the learngene in {directory} is incomplete or damaged ({detail}); extract it again with "
+            "`learngene extract`"
+        ) from None
+    return learngene
+
+
+def _from_saved(config: dict, tensors: dict[str, torch.Tensor]) -> Learngene:
+    """The learngene of a parsed ``learngene.json`` and its tensors, checked for consistency."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{LEARNGENE_CONFIG} is not a JSON object")
+    summary = AncestorSummary.from_dict(config["ancestor"])
     layers = [LayerClusters(**layer) for layer in config["layers"]]
-    heads = [
-        [{name: tensors[f"heads.{layer_idx}.{k}.{name}"] for name in _head_names(tensors, layer_idx, k)} for k in range(len(layer.centroids))]
-        for layer_idx, layer in enumerate(layers)
-    ]
+    if len(layers) != summary.num_layers:
+        raise ValueError(f"{len(layers)} clustered layers for an ancestor of {summary.num_layers}")
+    heads = []
+    for layer_idx, layer in enumerate(layers):
+        layer_heads = []
+        for k in range(len(layer.centroids)):
+            names = _head_names(tensors, layer_idx, k)
+            if not names:
+                raise ValueError(f"no weights for centroid {k} of layer {layer_idx}")
+            layer_heads.append({name: tensors[f"heads.{layer_idx}.{k}.{name}"] for name in names})
+        heads.append(layer_heads)
     ffn = [{name: tensors[f"ffn.{layer_idx}.{name}"] for name in FFN_KEYS} for layer_idx in range(len(layers))]
     shared = {k[len("shared.") :]: v for k, v in tensors.items() if k.startswith("shared.")}
     return Learngene(
-        ancestor=AncestorSummary.from_dict(config["ancestor"]), layers=layers,
-        distances=np.asarray(config["distances"]), ffn_groups=config["ffn_groups"], centroid=config["centroid"],
+        ancestor=summary, layers=layers, distances=np.asarray(config["distances"], dtype=np.float64),
+        ffn_groups=validate_groups(config["ffn_groups"], summary.num_layers), centroid=config["centroid"],
         heads=heads, ffn=ffn, shared=shared, provenance=config.get("provenance", {}),
     )
 
