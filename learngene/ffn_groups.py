@@ -63,6 +63,19 @@ def parse_groups(text: str) -> list[list[int]]:
     return groups
 
 
+def groups_from_text(value):
+    """FFN groups as the library takes them: ``"auto"`` and None stay, ``"none"`` is None, other text such as
+    ``"9-11"`` or ``"6-7,9-11"`` (the ``--ffn-groups`` form) is parsed; lists of layers are returned as they are.
+
+    Without this a string was iterated character by character ("9-11" -> a one-layer group ['9']).
+    """
+    if not isinstance(value, str) or value == "auto":
+        return value
+    if value.strip().lower() == "none":
+        return None
+    return parse_groups(value)
+
+
 def _signature(layer: LayerClusters) -> np.ndarray:
     """Sorted mean MADs of the layer's clusters with more than one member."""
     return np.sort([m for c, m in zip(layer.clusters, layer.mean_distance, strict=True) if len(c) > 1])

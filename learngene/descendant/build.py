@@ -74,6 +74,16 @@ def build_descendant(
     Raises:
         LearngeneError: for a spec the ancestor cannot satisfy or statistics of another ancestor.
     """
+    if not isinstance(spec, DescendantSpec):
+        raise LearngeneError(
+            f"build_descendant needs a DescendantSpec, got {type(spec).__name__}; e.g. "
+            "DescendantSpec(depth=6, width_ratio=2, num_classes=10)"
+        )
+    if learngene is not None and not hasattr(learngene, "heads"):
+        raise LearngeneError(
+            f"learngene must be a Learngene, got {type(learngene).__name__}; for a saved one pass "
+            "learngene.load_learngene(folder)"
+        )
     summary = ancestor.summary
     spec = spec.resolve(summary)
     record_provenance = {"ancestor": summary.spec, "arch": summary.arch, **(provenance or {})}
