@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from learngene.ancestors import Ancestor, AncestorSummary
-from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers
+from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers, validate_distances
 from learngene.errors import LearngeneError
-from learngene.ffn_groups import propose_groups, validate_groups
+from learngene.ffn_groups import groups_from_text, propose_groups, validate_groups
 from learngene.head_weights import average_heads, read_head
 from learngene.output_dir import (
     LEARNGENE,
@@ -117,11 +117,17 @@ def extract_learngene(
         distances: (L, H) mean attention distances in pixels.
         eps, min_heads: clustering thresholds (method.md step 2).
         centroid: ``nearest`` or ``average`` (method.md step 3).
-        ffn_groups: explicit groups, ``"auto"`` for the rule in :mod:`learngene.ffn_groups`, or None for none.
+        ffn_groups: explicit groups (lists of layers, or text such as ``"9-11"``), ``"auto"`` for the rule in
+            :mod:`learngene.ffn_groups`, or None (or ``"none"``) for none.
         provenance: extra facts to record (probe set, statistics file, ...).
     """
+    if not isinstance(ancestor, Ancestor):
+        raise LearngeneError(
+            f"extract_learngene needs a loaded ancestor, got {type(ancestor).__name__}; pass "
+            "learngene.load_ancestor(...)'s result"
+        )
     summary = ancestor.summary
-    table = np.asarray(distances, dtype=np.float64)
+    table = validate_distances(distances, "statistics")
     if table.shape != (summary.num_layers, summary.num_heads):
         raise LearngeneError(
             f"statistics have shape {table.shape} but the ancestor {summary.arch} has "
@@ -130,6 +136,7 @@ def extract_learngene(
     if centroid not in CENTROID_MODES:
         raise LearngeneError(f"centroid must be one of {CENTROID_MODES} (got {centroid!r})")
     layers = cluster_layers(table, eps=eps, min_heads=min_heads)
+    ffn_groups = groups_from_text(ffn_groups)
     if ffn_groups == "auto":
         groups = propose_groups(layers, eps=eps)
     else:
