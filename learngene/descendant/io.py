@@ -88,16 +88,38 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
         recipe.arch, config.heads_per_layer, head_dim=config.head_dim, img_size=recipe.img_size,
         num_classes=recipe.num_classes, device="meta", qkv_bias=recipe.qkv_bias, share_layers=recipe.share_layers,
     )
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as error:
-        raise LearngeneError(f"the weights in {directory} do not match its {DESCENDANT_CONFIG} ({error})") from error
+    mismatch = _describe_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise LearngeneError(
+            f"the weights in {directory} do not match its {DESCENDANT_CONFIG} ({mismatch}); build the descendant again"
+        )
+    model.load_state_dict(state, strict=True, assign=True)
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config.mean), "std": tuple(config.std)}
     spec = DescendantSpec.from_dict(config.spec)
     data = config.to_dict()
     if spec.train_transform and (directory / DESCENDANT_TRANSFORMS).is_file():
         _reattach_transforms(model, data, load_file(str(directory / DESCENDANT_TRANSFORMS), device=str(device)))
     return Descendant(model=model.eval(), spec=spec, config=data)
+
+
+def _describe_mismatch(expected: dict, saved: dict) -> str:
+    """One line on how saved tensors differ from the model the config describes ('' when they fit).
+
+    PyTorch's own message lists every tensor on a line of its own; a user needs the first and the counts.
+    """
+    shapes = [k for k in expected if k in saved and tuple(saved[k].shape) != tuple(expected[k].shape)]
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    parts = []
+    if shapes:
+        first = shapes[0]
+        parts.append(f"{len(shapes)} tensor(s) of another shape, e.g. {first} is {tuple(saved[first].shape)} in "
+                     f"{DESCENDANT_WEIGHTS} but {tuple(expected[first].shape)} by {DESCENDANT_CONFIG}")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts)
 
 
 def _reattach_transforms(model, config: dict, state: dict) -> None:

@@ -192,3 +192,16 @@ def test_descendant_config_errors_are_one_line(tmp_path, text, message):
         (tmp_path / "config.json").write_text(text)
     with pytest.raises(LearngeneError, match=message):
         DescendantConfig.load(tmp_path)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_in_one_line(descendant, tmp_path):
+    save_descendant(descendant, tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["heads_per_layer"] = [1] * len(config["heads_per_layer"])  # a hand edit: fewer heads than the weights
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    # Before: PyTorch's message, one line per mismatched tensor inside the error.
+    with pytest.raises(LearngeneError) as caught:
+        load_descendant(tmp_path / "d")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "do not match its config.json" in message and "tensor(s) of another shape, e.g. blocks.1.attn.qkv" in message
