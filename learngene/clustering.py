@@ -49,7 +49,7 @@ def _shown(value) -> str:
 
 
 def validate_distances(distances: np.ndarray, what: str = "mean attention distances") -> np.ndarray:
-    """Check a (L, H) or (H,) table of MADs: numeric, finite, non-empty."""
+    """Check a (L, H) or (H,) table of MADs: numeric, finite, non-negative, non-empty."""
     try:
         array = np.asarray(distances, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -60,6 +60,12 @@ def validate_distances(distances: np.ndarray, what: str = "mean attention distan
         raise LearngeneError(f"the {what} are empty")
     if not np.all(np.isfinite(array)):
         raise LearngeneError(f"the {what} contain NaN or infinite values; recompute the statistics")
+    if np.any(array < 0):
+        # A distance in pixels is never negative: such a table is not MADs (log-values, centred data, a typo).
+        raise LearngeneError(
+            f"the {what} are distances in pixels and cannot be negative (the smallest is {array.min():g}); "
+            "pass the mean attention distances themselves, or recompute the statistics"
+        )
     return array
 
 

@@ -159,3 +159,10 @@ def test_a_ragged_or_non_numeric_table_is_refused_in_one_line(table):
     # Before: numpy's "inhomogeneous shape" / "could not convert string to float" ValueError.
     with pytest.raises(LearngeneError, match=r"must be a table of numbers, one row per layer of equal length"):
         cluster_layers(table)
+
+
+def test_negative_distances_are_refused_not_clustered():
+    # Before: clustered like any other numbers; a MAD is a distance in pixels, so this is not a MAD table.
+    with pytest.raises(LearngeneError, match=r"distances in pixels and cannot be negative \(the smallest is -60\)"):
+        cluster_layers([[10.0, -11.0, -60.0]])
+    assert cluster_layers([[0.0, 1.0, 60.0]])[0].centroids == [0, 2]  # zero is a distance
