@@ -91,6 +91,11 @@ class DescendantSize:
 def _facts(ancestor: Ancestor | AncestorSummary) -> tuple[AncestorSummary, ArchFacts]:
     if isinstance(ancestor, AncestorSummary):
         return ancestor, arch_facts(ancestor)
+    if not hasattr(ancestor, "summary") or not hasattr(ancestor, "model"):
+        raise LearngeneError(
+            f"descendant_size needs an Ancestor or its AncestorSummary, got {type(ancestor).__name__}; "
+            "e.g. learngene.load_ancestor('builtin').summary"
+        )
     return ancestor.summary, ArchFacts.from_model(ancestor.model)
 
 
@@ -289,6 +294,11 @@ def descendant_size(
             (all heads noise) and, with ``train_transform``, the automatic FFN groups that T's size depends on.
     """
     summary, facts = _facts(ancestor)
+    if not isinstance(spec, DescendantSpec):
+        raise LearngeneError(
+            f"descendant_size needs a DescendantSpec, got {type(spec).__name__}; e.g. "
+            "DescendantSpec(depth=6, width_ratio=2, num_classes=10)"
+        )
     spec = spec.resolve(summary)
     if learngene is not None:
         check_learngene_ancestor(learngene.ancestor, summary)

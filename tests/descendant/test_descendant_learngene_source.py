@@ -51,3 +51,15 @@ def test_a_learngene_of_the_same_architecture_with_other_weights_is_refused(tmp_
     same_at_64 = load_ancestor(first.summary.spec, img_size=64)
     descendant = build_descendant(same_at_64, SPEC, learngene=gene)
     assert torch.equal(descendant.model.blocks[0].mlp.fc1.weight, gene.ffn[0]["fc1.weight"])
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: build_descendant(a, None),  # before: AttributeError 'NoneType' object has no attribute 'resolve'
+    lambda a: build_descendant(a, SPEC, learngene="lg/"),  # before: AttributeError 'str' has no 'centroid'
+    lambda a: descendant_size(a, None),
+    lambda a: descendant_size(None, SPEC),  # before: AttributeError 'NoneType' object has no attribute 'summary'
+])
+def test_arguments_of_the_wrong_kind_are_refused_in_one_line(call):
+    ancestor = load_ancestor("random:test_vit4", img_size=32)
+    with pytest.raises(LearngeneError, match=r"needs a DescendantSpec|must be a Learngene|needs an Ancestor"):
+        call(ancestor)
