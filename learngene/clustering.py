@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole
 
 CENTROID_MODES = ("nearest", "average")
 NOISE = -1
@@ -33,8 +34,7 @@ def validate_thresholds(eps: float, min_heads: int, num_heads: int | None = None
     """
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps <= 0:
         raise LearngeneError(f"eps must be a positive number of pixels (got {_shown(eps)}); the paper uses 10")
-    if (isinstance(min_heads, bool) or not isinstance(min_heads, numbers.Real) or not np.isfinite(min_heads)
-            or int(min_heads) != min_heads or min_heads < 1):
+    if not is_whole(min_heads) or min_heads < 1:
         raise LearngeneError(f"min_heads must be an integer >= 1 (got {_shown(min_heads)}); the paper uses 1")
     if num_heads is not None and min_heads > num_heads:
         raise LearngeneError(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
-import numbers
 import os
 import socket
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from learngene.ancestors.identity import weights_fingerprint
 # Re-exported: the summary and the spec prefixes live in a torch-free module (cheap commands size without torch).
 from learngene.ancestors.summary import BUILTIN, RANDOM_PREFIX, AncestorSummary, parse_spec  # noqa: F401
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole
 
 _logger = logging.getLogger(__name__)
 
@@ -178,8 +177,7 @@ def load_ancestor(
         )
     kind, model_arch, path = parse_spec(spec, arch)
     report = None
-    if img_size is not None and (isinstance(img_size, bool) or not isinstance(img_size, numbers.Real)
-                                 or not math.isfinite(img_size) or int(img_size) != img_size or img_size < 1):
+    if img_size is not None and (not is_whole(img_size) or img_size < 1):
         raise LearngeneError(f"--img-size must be a positive number of pixels (got {img_size!r})")
     img_size = None if img_size is None else int(img_size)
     if kind == "builtin":

@@ -21,6 +21,7 @@ from learngene.attention.distance import patch_distance_matrix
 from learngene.attention.stats_file import read_stats_file  # also importable from here, its old home
 from learngene.errors import LearngeneError
 from learngene.probes import ProbeSet
+from learngene.whole_numbers import is_whole
 
 STATS_FORMAT = "learngene-stats/1"
 
@@ -29,7 +30,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto`` → CUDA when available, else CPU; a CUDA request on a machine without one is a user error."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LearngeneError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:1 for a second GPU)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LearngeneError("device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
     return device
@@ -298,8 +302,9 @@ def compute_head_statistics(
             reduction pass per layer; ``entropy`` adds a log of every attention element. Statistics not requested
             come back as placeholders (NaN entropy, empty pattern and CLS arrays).
     """
-    if batch_size < 1:
-        raise LearngeneError(f"batch_size must be at least 1 (got {batch_size})")
+    if not is_whole(batch_size) or batch_size < 1:
+        raise LearngeneError(f"batch_size must be a whole number of at least 1 (got {batch_size!r})")
+    batch_size = int(batch_size)
     if len(probes) == 0:
         raise LearngeneError("the probe set is empty")
     _check_model_matches(model, probes, summary)

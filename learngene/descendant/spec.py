@@ -9,7 +9,6 @@ built, sized or saved, so what a user previews is exactly what gets built.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
@@ -31,18 +30,13 @@ from learngene.design_options import (  # noqa: E402,F401 - re-exported
     WEIGHT_TRANSFORMATION,
 )
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole as _is_whole
 
 # The classifier must have at least one class; the upper bound only catches typos (an extra zero or two).
 MAX_CLASSES = 1_000_000
 # A head-less ancestor (a feature backbone such as the built-in one) is sized with an ImageNet-1k classifier, like
 # the DeiT reference sizes it is compared against.
 DEFAULT_CLASSES_FOR_BACKBONE = 1000
-
-
-def _is_whole(value) -> bool:
-    """A finite whole number (6 or 6.0); not a string, a bool, NaN or infinity (int() of those fails or lies)."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            and int(value) == value)
 
 
 def heads_from_ratio(num_heads: int, width_ratio: float) -> int:

@@ -32,3 +32,20 @@ def test_matching_inputs_still_give_one_row_per_layer_and_one_column_per_head(ti
     probes = load_probe_images("builtin", tiny.summary, num_images=1)
     stats = compute_head_statistics(tiny.model, probes, tiny.summary, device="cpu")
     assert stats.mean_attention_distance.shape == (12, 3)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    # Before: TypeError "slice indices must be integers" / "'<' not supported between 'str' and 'int'".
+    (lambda a, p: load_probe_images("builtin", a.summary, num_images=2.5),
+     r"num_images must be a whole number of at least 1 \(got 2.5\)"),
+    (lambda a, p: load_probe_images("builtin", a.summary, num_images="3"),
+     r"num_images must be a whole number of at least 1 \(got '3'\)"),
+    (lambda a, p: compute_head_statistics(a.model, p, a.summary, batch_size="8"),
+     r"batch_size must be a whole number of at least 1 \(got '8'\)"),
+    # Before: torch's RuntimeError listing every device type it knows.
+    (lambda a, p: compute_head_statistics(a.model, p, a.summary, device="tpu"), r"unknown device 'tpu'; use auto, cpu"),
+])
+def test_counts_and_devices_of_the_wrong_kind_get_one_line(tiny, call, message):
+    probes = load_probe_images("builtin", tiny.summary, num_images=1)
+    with pytest.raises(LearngeneError, match=message):
+        call(tiny, probes)
