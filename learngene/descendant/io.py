@@ -97,8 +97,19 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config.mean), "std": tuple(config.std)}
     spec = DescendantSpec.from_dict(config.spec)
     data = config.to_dict()
-    if spec.train_transform and (directory / DESCENDANT_TRANSFORMS).is_file():
-        _reattach_transforms(model, data, load_file(str(directory / DESCENDANT_TRANSFORMS), device=str(device)))
+    transforms_path = directory / DESCENDANT_TRANSFORMS
+    if spec.train_transform and transforms_path.is_file():
+        try:
+            _reattach_transforms(model, data, load_file(str(transforms_path), device=str(device)))
+        except Exception as error:  # safetensors' own errors, a missing tensor (KeyError), a shape mismatch
+            detail = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+            raise LearngeneError(
+                f"{transforms_path} is corrupt or incomplete ({detail}); build the descendant again"
+            ) from None
+    elif spec.train_transform and data.get("ffn_transforms"):
+        # The weights alone are exact (T is folded in), so the model still loads; only further training of T is lost.
+        _logger.warning("warning: %s is missing: the descendant loads with T folded into its FFNs, and training "
+                        "will not update T; build the descendant again to train T", transforms_path)
     return Descendant(model=model.eval(), spec=spec, config=data)
 
 

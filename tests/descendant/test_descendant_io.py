@@ -205,3 +205,24 @@ def test_weights_that_do_not_fit_the_config_are_refused_in_one_line(descendant, 
     message = str(caught.value)
     assert "\n" not in message
     assert "do not match its config.json" in message and "tensor(s) of another shape, e.g. blocks.1.attn.qkv" in message
+
+
+def test_a_damaged_transforms_file_is_refused_in_one_line_and_a_missing_one_warned(tiny_ancestor, tiny_distances,
+                                                                                     tmp_path, caplog):
+    spec = DescendantSpec(depth=5, num_classes=3, ffn_groups=[[2, 3]], train_transform=True)
+    save_descendant(build_descendant(tiny_ancestor, spec, distances=tiny_distances), tmp_path / "d")
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "d" / "transforms.safetensors"
+    saved = load_file(str(path))
+    save_file({k: v for k, v in saved.items() if k != "0.fc1_bias"}, str(path))
+    # Before: KeyError '0.fc1_bias' (and a truncated file: safetensors' SafetensorError).
+    with pytest.raises(LearngeneError, match=r"transforms.safetensors is corrupt or incomplete \(missing '0.fc1_bias'\)"):
+        load_descendant(tmp_path / "d")
+    path.write_bytes(b"garbage")
+    with pytest.raises(LearngeneError, match=r"transforms.safetensors is corrupt or incomplete"):
+        load_descendant(tmp_path / "d")
+    path.unlink()
+    with caplog.at_level("WARNING"):
+        load_descendant(tmp_path / "d")  # before: silently lost T
+    assert "transforms.safetensors is missing" in caplog.text
