@@ -174,6 +174,8 @@ def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool =
     """
     from learngene.atomic import write_json_atomic
 
+    if not isinstance(learngene, Learngene):
+        raise LearngeneError(f"save_learngene saves a Learngene (from extract_learngene), got {type(learngene).__name__}")
     tensors = {f"shared.{k}": v.contiguous() for k, v in learngene.shared.items()}
     for layer_idx, layer in enumerate(learngene.heads):
         for k, head in enumerate(layer):

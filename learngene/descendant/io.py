@@ -53,6 +53,11 @@ def save_descendant(descendant: Descendant, directory: str | Path, *, force: boo
     Raises:
         LearngeneError: when ``directory`` exists and may not be replaced, or the disk refuses the write.
     """
+    if not isinstance(descendant, Descendant):
+        raise LearngeneError(
+            f"save_descendant saves a Descendant (from build_descendant or load_descendant), got "
+            f"{type(descendant).__name__}"
+        )
     config = DescendantConfig.from_dict(descendant.config, source="the descendant's config")
     tensors = {k: v.contiguous() for k, v in plain_state_dict(descendant.model).items()}
     transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)

@@ -226,3 +226,14 @@ def test_a_damaged_transforms_file_is_refused_in_one_line_and_a_missing_one_warn
     with caplog.at_level("WARNING"):
         load_descendant(tmp_path / "d")  # before: silently lost T
     assert "transforms.safetensors is missing" in caplog.text
+
+
+def test_saving_something_else_is_refused_and_writes_nothing(tiny_ancestor, tmp_path):
+    from learngene import save_learngene
+
+    # Before: AttributeError ('Ancestor' object has no attribute 'config' / 'shared').
+    with pytest.raises(LearngeneError, match=r"save_descendant saves a Descendant .*got Ancestor"):
+        save_descendant(tiny_ancestor, tmp_path / "d")
+    with pytest.raises(LearngeneError, match=r"save_learngene saves a Learngene .*got Ancestor"):
+        save_learngene(tiny_ancestor, tmp_path / "g")
+    assert list(tmp_path.iterdir()) == []
