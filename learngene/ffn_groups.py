@@ -90,6 +90,11 @@ def propose_groups(layers: Sequence[LayerClusters], eps: float = 10.0, max_size:
     """Propose FFN groups from per-layer clusterings with the rule in this module's docstring."""
     if max_size is not None and max_size < 2:
         raise LearngeneError("max_size of an FFN group must be at least 2")
+    if not all(isinstance(layer, LayerClusters) for layer in layers):
+        # A MAD table here was iterated row by row and failed inside numpy ("truth value of an array ...").
+        raise LearngeneError(
+            "propose_groups takes each layer's clustering: pass learngene.cluster_layers(mad_table, eps, min_heads)"
+        )
     groups: list[list[int]] = []
     run = [0] if layers else []
     for index in range(1, len(layers) + 1):
