@@ -225,6 +225,8 @@ class DescendantSpec:
         for name, value, allowed in choices:
             if value not in allowed:
                 raise LearngeneError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+        if not _is_whole(self.seed) or not -(2**63) <= self.seed < 2**63:  # what torch.manual_seed takes
+            raise LearngeneError(f"seed must be a whole number from -2**63 to 2**63 - 1 (got {self.seed!r})")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise LearngeneError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if isinstance(self.ffn_groups, str) and self.ffn_groups != "auto":

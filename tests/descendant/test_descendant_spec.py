@@ -132,6 +132,9 @@ def test_parity_refuses_an_ancestor_it_has_no_settings_for():
     (dict(ffn_groups=[[11, 12]]), r"FFN group \[11, 12\] is outside layers 0..8"),
     (dict(ffn_groups=[[0, 2]]), r"an FFN group must be adjacent layers"),
     (dict(ffn_groups=[["a", "b"]]), r"ffn_groups must be 'auto', None, text like '6-7,9-11'"),
+    # Before: sized without complaint, then torch.manual_seed's TypeError/RuntimeError at build time.
+    (dict(seed="a"), r"seed must be a whole number from -2\*\*63 to 2\*\*63 - 1 \(got 'a'\)"),
+    (dict(seed=2**70), r"seed must be a whole number"),
 ])
 def test_bad_fields_are_refused_in_one_line(tiny_ancestor, fields, message):
     with pytest.raises(LearngeneError, match=message):
