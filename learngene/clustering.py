@@ -11,12 +11,14 @@ cluster (the member nearest the cluster's mean MAD, ties to the lowest index) an
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole
 
 CENTROID_MODES = ("nearest", "average")
 NOISE = -1
@@ -24,21 +26,46 @@ NOISE = -1
 PAPER_EPS, PAPER_MIN_HEADS = 10.0, 1
 
 
-def validate_thresholds(eps: float, min_heads: int) -> None:
-    """Reject thresholds that have no meaning, naming the fix."""
-    if not np.isfinite(eps) or eps <= 0:
-        raise LearngeneError(f"eps must be a positive number of pixels (got {eps}); the paper uses 10")
-    if int(min_heads) != min_heads or min_heads < 1:
-        raise LearngeneError(f"min_heads must be an integer >= 1 (got {min_heads}); the paper uses 1")
+def validate_thresholds(eps: float, min_heads: int, num_heads: int | None = None) -> None:
+    """Reject thresholds that have no meaning, naming the fix.
+
+    With ``num_heads`` (the heads per layer), a ``min_heads`` above it is refused too: no head could be a core
+    head, so every head of every layer would be noise and the learngene would hold no head at all.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) or eps <= 0:
+        raise LearngeneError(f"eps must be a positive number of pixels (got {_shown(eps)}); the paper uses 10")
+    if not is_whole(min_heads) or min_heads < 1:
+        raise LearngeneError(f"min_heads must be an integer >= 1 (got {_shown(min_heads)}); the paper uses 1")
+    if num_heads is not None and min_heads > num_heads:
+        raise LearngeneError(
+            f"min_heads {min_heads} is more than the {num_heads} heads of a layer, so every head would be noise "
+            f"and nothing inherited; use a value from 1 to {num_heads} (the paper uses 1)"
+        )
+
+
+def _shown(value) -> str:
+    """A number as the user wrote it (10, 0.5); anything else quoted, so that '10' (a string) reads as one."""
+    return str(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else repr(value)
 
 
 def validate_distances(distances: np.ndarray, what: str = "mean attention distances") -> np.ndarray:
-    """Check a (L, H) or (H,) table of MADs: numeric, finite, non-empty."""
-    array = np.asarray(distances, dtype=np.float64)
+    """Check a (L, H) or (H,) table of MADs: numeric, finite, non-negative, non-empty."""
+    try:
+        array = np.asarray(distances, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise LearngeneError(
+            f"the {what} must be a table of numbers, one row per layer of equal length ({error})"
+        ) from None
     if array.size == 0:
         raise LearngeneError(f"the {what} are empty")
     if not np.all(np.isfinite(array)):
         raise LearngeneError(f"the {what} contain NaN or infinite values; recompute the statistics")
+    if np.any(array < 0):
+        # A distance in pixels is never negative: such a table is not MADs (log-values, centred data, a typo).
+        raise LearngeneError(
+            f"the {what} are distances in pixels and cannot be negative (the smallest is {array.min():g}); "
+            "pass the mean attention distances themselves, or recompute the statistics"
+        )
     return array
 
 
@@ -160,6 +187,7 @@ def cluster_layers(
         raise LearngeneError(
             f"mean attention distances must be a table of L layers x H heads, got shape {table.shape}"
         )
+    validate_thresholds(eps, min_heads, num_heads=table.shape[1])
     return [LayerClusters.from_arrays(cluster_heads(row, eps, min_heads)) for row in table]
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from learngene.ancestors import Ancestor, AncestorSummary
-from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers
+from learngene.clustering import CENTROID_MODES, LayerClusters, cluster_layers, validate_distances
 from learngene.errors import LearngeneError
-from learngene.ffn_groups import propose_groups, validate_groups
+from learngene.ffn_groups import groups_from_text, propose_groups, validate_groups
 from learngene.head_weights import average_heads, read_head
 from learngene.output_dir import (
     LEARNGENE,
@@ -117,11 +117,17 @@ def extract_learngene(
         distances: (L, H) mean attention distances in pixels.
         eps, min_heads: clustering thresholds (method.md step 2).
         centroid: ``nearest`` or ``average`` (method.md step 3).
-        ffn_groups: explicit groups, ``"auto"`` for the rule in :mod:`learngene.ffn_groups`, or None for none.
+        ffn_groups: explicit groups (lists of layers, or text such as ``"9-11"``), ``"auto"`` for the rule in
+            :mod:`learngene.ffn_groups`, or None (or ``"none"``) for none.
         provenance: extra facts to record (probe set, statistics file, ...).
     """
+    if not isinstance(ancestor, Ancestor):
+        raise LearngeneError(
+            f"extract_learngene needs a loaded ancestor, got {type(ancestor).__name__}; pass "
+            "learngene.load_ancestor(...)'s result"
+        )
     summary = ancestor.summary
-    table = np.asarray(distances, dtype=np.float64)
+    table = validate_distances(distances, "statistics")
     if table.shape != (summary.num_layers, summary.num_heads):
         raise LearngeneError(
             f"statistics have shape {table.shape} but the ancestor {summary.arch} has "
@@ -130,6 +136,7 @@ def extract_learngene(
     if centroid not in CENTROID_MODES:
         raise LearngeneError(f"centroid must be one of {CENTROID_MODES} (got {centroid!r})")
     layers = cluster_layers(table, eps=eps, min_heads=min_heads)
+    ffn_groups = groups_from_text(ffn_groups)
     if ffn_groups == "auto":
         groups = propose_groups(layers, eps=eps)
     else:
@@ -167,6 +174,8 @@ def save_learngene(learngene: Learngene, directory: str | Path, *, force: bool =
     """
     from learngene.atomic import write_json_atomic
 
+    if not isinstance(learngene, Learngene):
+        raise LearngeneError(f"save_learngene saves a Learngene (from extract_learngene), got {type(learngene).__name__}")
     tensors = {f"shared.{k}": v.contiguous() for k, v in learngene.shared.items()}
     for layer_idx, layer in enumerate(learngene.heads):
         for k, head in enumerate(layer):
@@ -195,16 +204,40 @@ def load_learngene(directory: str | Path) -> Learngene:
         tensors = load_file(str(weights_path))
     except Exception as error:
         raise LearngeneError(f"the learngene in {directory} is corrupt ({error})") from error
+    try:
+        learngene = _from_saved(config, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError, LearngeneError) as error:
+        # A hand-edited or damaged learngene.json: name the file, not the missing key deep inside.
+        detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise LearngeneError(
+            f"the learngene in {directory} is incomplete or damaged ({detail}); extract it again with "
+            "`learngene extract`"
+        ) from None
+    return learngene
+
+
+def _from_saved(config: dict, tensors: dict[str, torch.Tensor]) -> Learngene:
+    """The learngene of a parsed ``learngene.json`` and its tensors, checked for consistency."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{LEARNGENE_CONFIG} is not a JSON object")
+    summary = AncestorSummary.from_dict(config["ancestor"])
     layers = [LayerClusters(**layer) for layer in config["layers"]]
-    heads = [
-        [{name: tensors[f"heads.{layer_idx}.{k}.{name}"] for name in _head_names(tensors, layer_idx, k)} for k in range(len(layer.centroids))]
-        for layer_idx, layer in enumerate(layers)
-    ]
+    if len(layers) != summary.num_layers:
+        raise ValueError(f"{len(layers)} clustered layers for an ancestor of {summary.num_layers}")
+    heads = []
+    for layer_idx, layer in enumerate(layers):
+        layer_heads = []
+        for k in range(len(layer.centroids)):
+            names = _head_names(tensors, layer_idx, k)
+            if not names:
+                raise ValueError(f"no weights for centroid {k} of layer {layer_idx}")
+            layer_heads.append({name: tensors[f"heads.{layer_idx}.{k}.{name}"] for name in names})
+        heads.append(layer_heads)
     ffn = [{name: tensors[f"ffn.{layer_idx}.{name}"] for name in FFN_KEYS} for layer_idx in range(len(layers))]
     shared = {k[len("shared.") :]: v for k, v in tensors.items() if k.startswith("shared.")}
     return Learngene(
-        ancestor=AncestorSummary.from_dict(config["ancestor"]), layers=layers,
-        distances=np.asarray(config["distances"]), ffn_groups=config["ffn_groups"], centroid=config["centroid"],
+        ancestor=summary, layers=layers, distances=np.asarray(config["distances"], dtype=np.float64),
+        ffn_groups=validate_groups(config["ffn_groups"], summary.num_layers), centroid=config["centroid"],
         heads=heads, ffn=ffn, shared=shared, provenance=config.get("provenance", {}),
     )
 

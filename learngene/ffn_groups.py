@@ -63,6 +63,19 @@ def parse_groups(text: str) -> list[list[int]]:
     return groups
 
 
+def groups_from_text(value):
+    """FFN groups as the library takes them: ``"auto"`` and None stay, ``"none"`` is None, other text such as
+    ``"9-11"`` or ``"6-7,9-11"`` (the ``--ffn-groups`` form) is parsed; lists of layers are returned as they are.
+
+    Without this a string was iterated character by character ("9-11" -> a one-layer group ['9']).
+    """
+    if not isinstance(value, str) or value == "auto":
+        return value
+    if value.strip().lower() == "none":
+        return None
+    return parse_groups(value)
+
+
 def _signature(layer: LayerClusters) -> np.ndarray:
     """Sorted mean MADs of the layer's clusters with more than one member."""
     return np.sort([m for c, m in zip(layer.clusters, layer.mean_distance, strict=True) if len(c) > 1])
@@ -77,6 +90,11 @@ def propose_groups(layers: Sequence[LayerClusters], eps: float = 10.0, max_size:
     """Propose FFN groups from per-layer clusterings with the rule in this module's docstring."""
     if max_size is not None and max_size < 2:
         raise LearngeneError("max_size of an FFN group must be at least 2")
+    if not all(isinstance(layer, LayerClusters) for layer in layers):
+        # A MAD table here was iterated row by row and failed inside numpy ("truth value of an array ...").
+        raise LearngeneError(
+            "propose_groups takes each layer's clustering: pass learngene.cluster_layers(mad_table, eps, min_heads)"
+        )
     groups: list[list[int]] = []
     run = [0] if layers else []
     for index in range(1, len(layers) + 1):

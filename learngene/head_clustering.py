@@ -6,7 +6,6 @@ interface (``fit``, ``get_params``, ``set_params``) for the app's sliders and fo
 
 from __future__ import annotations
 
-import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from learngene.clustering import CENTROID_MODES, cluster_heads, validate_distances, validate_thresholds
@@ -52,7 +51,15 @@ class HeadClustering(ClusterMixin, BaseEstimator):
         validate_thresholds(self.eps, self.min_heads)
         if self.centroid not in CENTROID_MODES:
             raise LearngeneError(f"centroid must be one of {CENTROID_MODES} (got {self.centroid!r})")
-        distances = validate_distances(np.asarray(X, dtype=np.float64).reshape(-1))
+        distances = validate_distances(X)
+        if distances.ndim > 2 or (distances.ndim == 2 and distances.shape[1] != 1):
+            # Flattening an (L, H) table would cluster the heads of every layer together: a silent wrong result.
+            raise LearngeneError(
+                f"HeadClustering clusters one layer: X must be its (H,) MADs or an (H, 1) column, got shape "
+                f"{distances.shape}; cluster a whole L x H table with learngene.cluster_layers"
+            )
+        distances = distances.reshape(-1)
+        validate_thresholds(self.eps, self.min_heads, num_heads=len(distances))
         result = cluster_heads(distances, self.eps, self.min_heads)
         self.labels_ = result["labels"]
         self.clusters_ = result["clusters"]

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 BUILTIN = "builtin"
@@ -158,8 +159,8 @@ def load_probe_images(source: str | Path = BUILTIN, summary=None, num_images: in
         num_images: keep at most this many images (the first ones, in a stable order).
         img_size, mean, std: override the summary's values.
     """
-    if num_images is not None and num_images < 1:
-        raise LearngeneError(f"num_images must be at least 1 (got {num_images})")
+    if num_images is not None and (not is_whole(num_images) or num_images < 1):
+        raise LearngeneError(f"num_images must be a whole number of at least 1 (got {num_images!r})")
     if str(source) == BUILTIN:
         names, loaders = builtin_sources()
         skipped, description = 0, "builtin: scikit-image and scikit-learn sample photos with deterministic crops"
@@ -168,7 +169,7 @@ def load_probe_images(source: str | Path = BUILTIN, summary=None, num_images: in
         names, loaders, skipped = _folder_sources(folder)
         description = f"folder: {folder.resolve()}"
     if num_images is not None:
-        names, loaders = names[:num_images], loaders[:num_images]
+        names, loaders = names[: int(num_images)], loaders[: int(num_images)]
     return ProbeSet(
         names=names,
         loaders=loaders,

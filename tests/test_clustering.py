@@ -119,3 +119,50 @@ def test_clustering_without_the_estimator_does_not_import_sklearn():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+# --- bad input a researcher could plausibly pass: one LearngeneError, never a silent or obscure result ---
+
+
+def test_head_clustering_refuses_a_whole_table_instead_of_clustering_all_layers_as_one():
+    table = np.array([[10.0, 11.0, 60.0], [30.0, 31.0, 90.0]])
+    # Before: the (2, 3) table was flattened and the heads of both layers clustered together.
+    with pytest.raises(LearngeneError, match=r"clusters one layer.*\(2, 3\).*cluster_layers"):
+        HeadClustering().fit(table)
+    assert HeadClustering().fit(table[0][:, None]).labels_.tolist() == [0, 0, 1]  # an (H, 1) column still works
+
+
+@pytest.mark.parametrize("fit", [
+    lambda: cluster_layers([[10.0, 11.0, 60.0]], eps=10, min_heads=4),
+    lambda: HeadClustering(min_heads=4).fit([10.0, 11.0, 60.0]),
+])
+def test_min_heads_above_the_head_count_is_refused_not_turned_into_all_noise(fit):
+    # Before: every head of every layer labelled noise, so the learngene inherited no head at all.
+    with pytest.raises(LearngeneError, match=r"min_heads 4 is more than the 3 heads.*from 1 to 3"):
+        fit()
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(eps="10"), r"eps must be a positive number of pixels \(got '10'\)"),
+    (dict(eps=None), r"eps must be a positive number of pixels \(got None\)"),
+    (dict(min_heads=float("nan")), r"min_heads must be an integer >= 1 \(got nan\)"),
+    (dict(min_heads=True), r"min_heads must be an integer >= 1 \(got True\)"),
+])
+def test_thresholds_that_are_not_numbers_get_the_threshold_message(kwargs, message):
+    # Before: numpy's TypeError (isfinite of a string or None) and int(nan)'s ValueError.
+    with pytest.raises(LearngeneError, match=message):
+        cluster_layers([[10.0, 11.0, 60.0]], **kwargs)
+
+
+@pytest.mark.parametrize("table", [[[1.0, 2.0], [3.0]], [["a", "b"]]])
+def test_a_ragged_or_non_numeric_table_is_refused_in_one_line(table):
+    # Before: numpy's "inhomogeneous shape" / "could not convert string to float" ValueError.
+    with pytest.raises(LearngeneError, match=r"must be a table of numbers, one row per layer of equal length"):
+        cluster_layers(table)
+
+
+def test_negative_distances_are_refused_not_clustered():
+    # Before: clustered like any other numbers; a MAD is a distance in pixels, so this is not a MAD table.
+    with pytest.raises(LearngeneError, match=r"distances in pixels and cannot be negative \(the smallest is -60\)"):
+        cluster_layers([[10.0, -11.0, -60.0]])
+    assert cluster_layers([[0.0, 1.0, 60.0]])[0].centroids == [0, 2]  # zero is a distance

@@ -103,3 +103,42 @@ def test_force_replaces_a_learngene_but_never_a_descendant_or_foreign_folder(tin
 def test_statistics_from_another_ancestor_are_rejected(tiny):
     with pytest.raises(LearngeneError, match="layers x"):
         extract_learngene(tiny, np.ones((12, 3)))
+
+
+def _edit_description(directory, edit):
+    import json
+
+    path = directory / "learngene.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(data)))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda data: [data],  # a JSON list, not an object (before: TypeError)
+    lambda data: {k: v for k, v in data.items() if k != "layers"},  # (before: KeyError 'layers')
+    lambda data: {**data, "layers": data["layers"][:2]},  # before: accepted, then IndexError while building
+    lambda data: {**data, "layers": [{**data["layers"][0], "centroids": data["layers"][0]["centroids"] + [0]},
+                                     *data["layers"][1:]]},  # before: accepted with an empty head
+])
+def test_a_damaged_learngene_description_is_refused_when_loaded(tiny, table, tmp_path, edit):
+    save_learngene(extract_learngene(tiny, table), tmp_path / "lg")
+    assert len(load_learngene(tmp_path / "lg").layers) == tiny.summary.num_layers  # intact: loads
+    _edit_description(tmp_path / "lg", edit)
+    with pytest.raises(LearngeneError, match=r"the learngene in .*lg is incomplete or damaged .*learngene extract"):
+        load_learngene(tmp_path / "lg")
+
+
+def test_ffn_groups_as_text_mean_what_they_mean_on_the_command_line(tiny, table):
+    # Before: "2-3" was read character by character ("an FFN group needs at least 2 layers, got ['2']") and
+    # "none" failed with int()'s ValueError.
+    assert extract_learngene(tiny, table, ffn_groups="2-3,5-6").ffn_groups == [[2, 3], [5, 6]]
+    assert extract_learngene(tiny, table, ffn_groups="none").ffn_groups == []
+
+
+@pytest.mark.parametrize(("ancestor", "distances", "message"), [
+    ("builtin", None, r"needs a loaded ancestor, got str"),  # before: AttributeError 'str' has no 'summary'
+    (None, [[1.0, 2.0], [3.0]], r"statistics must be a table of numbers"),  # before: numpy's inhomogeneous shape
+])
+def test_wrong_kinds_of_input_are_refused_in_one_line(tiny, table, ancestor, distances, message):
+    with pytest.raises(LearngeneError, match=message):
+        extract_learngene(ancestor or tiny, table if distances is None else distances)

@@ -67,3 +67,10 @@ def test_explicit_groups_are_validated_and_parsed():
             validate_groups(groups, 12)
     with pytest.raises(LearngeneError, match="cannot read"):
         parse_groups("six-seven")
+
+
+def test_a_mad_table_instead_of_clusterings_is_refused_in_one_line():
+    table = np.array([[10.0, 11.0, 60.0], [10.0, 12.0, 61.0]])
+    # Before: numpy's "The truth value of an array with more than one element is ambiguous".
+    with pytest.raises(LearngeneError, match=r"pass learngene.cluster_layers\(mad_table, eps, min_heads\)"):
+        propose_groups(table)

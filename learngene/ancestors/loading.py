@@ -25,6 +25,7 @@ from learngene.ancestors.identity import weights_fingerprint
 # Re-exported: the summary and the spec prefixes live in a torch-free module (cheap commands size without torch).
 from learngene.ancestors.summary import BUILTIN, RANDOM_PREFIX, AncestorSummary, parse_spec  # noqa: F401
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole
 
 _logger = logging.getLogger(__name__)
 
@@ -167,10 +168,18 @@ def load_ancestor(
         img_size: input resolution; position embeddings are resampled when it differs from the weights'.
         device: where to put the model.
     """
+    if isinstance(spec, os.PathLike):  # a pathlib.Path to a weights file is as good as its text
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise LearngeneError(
+            f"the ancestor must be given as text (got {type(spec).__name__}): 'builtin', a timm model name, "
+            "'random:<timm name>' or a weights file 'PATH@ARCH'"
+        )
     kind, model_arch, path = parse_spec(spec, arch)
     report = None
-    if img_size is not None and img_size < 1:
-        raise LearngeneError(f"--img-size must be a positive number of pixels (got {img_size})")
+    if img_size is not None and (not is_whole(img_size) or img_size < 1):
+        raise LearngeneError(f"--img-size must be a positive number of pixels (got {img_size!r})")
+    img_size = None if img_size is None else int(img_size)
     if kind == "builtin":
         model = builtin.create_model(img_size=img_size or builtin.IMG_SIZE)
         model.load_state_dict(builtin.builtin_state_dict(img_size or builtin.IMG_SIZE))

@@ -21,6 +21,7 @@ from learngene.attention.distance import patch_distance_matrix
 from learngene.attention.stats_file import read_stats_file  # also importable from here, its old home
 from learngene.errors import LearngeneError
 from learngene.probes import ProbeSet
+from learngene.whole_numbers import is_whole
 
 STATS_FORMAT = "learngene-stats/1"
 
@@ -29,7 +30,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``auto`` → CUDA when available, else CPU; a CUDA request on a machine without one is a user error."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LearngeneError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:1 for a second GPU)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LearngeneError("device cuda was requested but no CUDA GPU is available; use --device cpu or auto")
     return device
@@ -255,6 +259,25 @@ class _Accumulator:
         }
 
 
+def _check_model_matches(model: torch.nn.Module, probes: ProbeSet, summary) -> None:
+    """Refuse a summary or probe set of another ancestor: the running sums are sized from the summary, so a
+    mismatch would otherwise come back as a table of the wrong shape (garbage) or a shape error deep in timm."""
+    blocks = getattr(model, "blocks", None)
+    heads = getattr(getattr(blocks[0], "attn", None), "num_heads", None) if blocks else None
+    if blocks is None or heads is None:
+        raise LearngeneError("compute_head_statistics needs a timm VisionTransformer (the ancestor's .model)")
+    if (len(blocks), heads) != (summary.num_layers, summary.num_heads):
+        raise LearngeneError(
+            f"the model has {len(blocks)} layers x {heads} heads but the summary describes {summary.num_layers} x "
+            f"{summary.num_heads} ({summary.spec}); pass the model and the summary of the same ancestor"
+        )
+    if probes.img_size != summary.img_size:
+        raise LearngeneError(
+            f"the probe images are prepared at {probes.img_size} px but the ancestor takes {summary.img_size} px; "
+            "load them with this ancestor's summary: load_probe_images(source, ancestor.summary)"
+        )
+
+
 @torch.no_grad()
 def compute_head_statistics(
     model: torch.nn.Module,
@@ -279,10 +302,12 @@ def compute_head_statistics(
             reduction pass per layer; ``entropy`` adds a log of every attention element. Statistics not requested
             come back as placeholders (NaN entropy, empty pattern and CLS arrays).
     """
-    if batch_size < 1:
-        raise LearngeneError(f"batch_size must be at least 1 (got {batch_size})")
+    if not is_whole(batch_size) or batch_size < 1:
+        raise LearngeneError(f"batch_size must be a whole number of at least 1 (got {batch_size!r})")
+    batch_size = int(batch_size)
     if len(probes) == 0:
         raise LearngeneError("the probe set is empty")
+    _check_model_matches(model, probes, summary)
     wanted = _resolve_statistics(statistics)
     target = resolve_device(device)
     original_device = next(model.parameters()).device

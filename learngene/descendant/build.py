@@ -13,7 +13,7 @@ from learngene.ancestors import Ancestor
 from learngene.descendant.config import CONFIG_FORMAT  # noqa: F401 - re-exported; defined torch-free
 from learngene.descendant.inherit import init_cluster_learngene, init_from_layers, init_scratch
 from learngene.descendant.model import create_descendant_model
-from learngene.descendant.size import descendant_size
+from learngene.descendant.size import check_learngene_ancestor, descendant_size
 from learngene.descendant.spec import DescendantSpec
 from learngene.errors import LearngeneError
 
@@ -74,6 +74,16 @@ def build_descendant(
     Raises:
         LearngeneError: for a spec the ancestor cannot satisfy or statistics of another ancestor.
     """
+    if not isinstance(spec, DescendantSpec):
+        raise LearngeneError(
+            f"build_descendant needs a DescendantSpec, got {type(spec).__name__}; e.g. "
+            "DescendantSpec(depth=6, width_ratio=2, num_classes=10)"
+        )
+    if learngene is not None and not hasattr(learngene, "heads"):
+        raise LearngeneError(
+            f"learngene must be a Learngene, got {type(learngene).__name__}; for a saved one pass "
+            "learngene.load_learngene(folder)"
+        )
     summary = ancestor.summary
     spec = spec.resolve(summary)
     record_provenance = {"ancestor": summary.spec, "arch": summary.arch, **(provenance or {})}
@@ -151,8 +161,7 @@ def _learngene_for(ancestor: Ancestor, spec: DescendantSpec, distances, learngen
                 f"the learngene was extracted with centroid={learngene.centroid!r} but the spec asks for "
                 f"{spec.centroid!r}; extract it again or change the spec"
             )
-        if (learngene.ancestor.num_layers, learngene.ancestor.num_heads) != (summary.num_layers, summary.num_heads):
-            raise LearngeneError("the learngene comes from another ancestor (its shape differs); extract it from this one")
+        check_learngene_ancestor(learngene.ancestor, summary)
         facts = {k: learngene.provenance[k] for k in ("eps", "min_heads", "statistics") if k in learngene.provenance}
         return learngene, {**facts, "ffn_groups": learngene.ffn_groups, "centroid": learngene.centroid}
     facts = {}

@@ -53,6 +53,11 @@ def save_descendant(descendant: Descendant, directory: str | Path, *, force: boo
     Raises:
         LearngeneError: when ``directory`` exists and may not be replaced, or the disk refuses the write.
     """
+    if not isinstance(descendant, Descendant):
+        raise LearngeneError(
+            f"save_descendant saves a Descendant (from build_descendant or load_descendant), got "
+            f"{type(descendant).__name__}"
+        )
     config = DescendantConfig.from_dict(descendant.config, source="the descendant's config")
     tensors = {k: v.contiguous() for k, v in plain_state_dict(descendant.model).items()}
     transforms = getattr(descendant.model, TRANSFORMS_ATTR, None)
@@ -88,16 +93,49 @@ def load_descendant(directory: str | Path, *, device: str = "cpu") -> Descendant
         recipe.arch, config.heads_per_layer, head_dim=config.head_dim, img_size=recipe.img_size,
         num_classes=recipe.num_classes, device="meta", qkv_bias=recipe.qkv_bias, share_layers=recipe.share_layers,
     )
-    try:
-        model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as error:
-        raise LearngeneError(f"the weights in {directory} do not match its {DESCENDANT_CONFIG} ({error})") from error
+    mismatch = _describe_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise LearngeneError(
+            f"the weights in {directory} do not match its {DESCENDANT_CONFIG} ({mismatch}); build the descendant again"
+        )
+    model.load_state_dict(state, strict=True, assign=True)
     model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(config.mean), "std": tuple(config.std)}
     spec = DescendantSpec.from_dict(config.spec)
     data = config.to_dict()
-    if spec.train_transform and (directory / DESCENDANT_TRANSFORMS).is_file():
-        _reattach_transforms(model, data, load_file(str(directory / DESCENDANT_TRANSFORMS), device=str(device)))
+    transforms_path = directory / DESCENDANT_TRANSFORMS
+    if spec.train_transform and transforms_path.is_file():
+        try:
+            _reattach_transforms(model, data, load_file(str(transforms_path), device=str(device)))
+        except Exception as error:  # safetensors' own errors, a missing tensor (KeyError), a shape mismatch
+            detail = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+            raise LearngeneError(
+                f"{transforms_path} is corrupt or incomplete ({detail}); build the descendant again"
+            ) from None
+    elif spec.train_transform and data.get("ffn_transforms"):
+        # The weights alone are exact (T is folded in), so the model still loads; only further training of T is lost.
+        _logger.warning("warning: %s is missing: the descendant loads with T folded into its FFNs, and training "
+                        "will not update T; build the descendant again to train T", transforms_path)
     return Descendant(model=model.eval(), spec=spec, config=data)
+
+
+def _describe_mismatch(expected: dict, saved: dict) -> str:
+    """One line on how saved tensors differ from the model the config describes ('' when they fit).
+
+    PyTorch's own message lists every tensor on a line of its own; a user needs the first and the counts.
+    """
+    shapes = [k for k in expected if k in saved and tuple(saved[k].shape) != tuple(expected[k].shape)]
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    parts = []
+    if shapes:
+        first = shapes[0]
+        parts.append(f"{len(shapes)} tensor(s) of another shape, e.g. {first} is {tuple(saved[first].shape)} in "
+                     f"{DESCENDANT_WEIGHTS} but {tuple(expected[first].shape)} by {DESCENDANT_CONFIG}")
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    return "; ".join(parts)
 
 
 def _reattach_transforms(model, config: dict, state: dict) -> None:

@@ -91,6 +91,11 @@ class DescendantSize:
 def _facts(ancestor: Ancestor | AncestorSummary) -> tuple[AncestorSummary, ArchFacts]:
     if isinstance(ancestor, AncestorSummary):
         return ancestor, arch_facts(ancestor)
+    if not hasattr(ancestor, "summary") or not hasattr(ancestor, "model"):
+        raise LearngeneError(
+            f"descendant_size needs an Ancestor or its AncestorSummary, got {type(ancestor).__name__}; "
+            "e.g. learngene.load_ancestor('builtin').summary"
+        )
     return ancestor.summary, ArchFacts.from_model(ancestor.model)
 
 
@@ -248,6 +253,29 @@ def descendant_groups(groups: list[list[int]], depth: int) -> list[list[int]]:
     return [list(g) for g in groups if g and min(g) < depth]
 
 
+# What must agree between the ancestor a learngene was extracted from and the one a descendant is built from: the
+# learngene supplies every inherited tensor, so these decide whether its tensors fit the descendant at all.
+_LEARNGENE_ARCH_FIELDS = ("arch", "num_layers", "num_heads", "embed_dim", "head_dim", "mlp_hidden_dim", "patch_size")
+
+
+def check_learngene_ancestor(extracted_from: AncestorSummary, summary: AncestorSummary) -> None:
+    """Refuse a learngene of another ancestor (its tensors would not fit, or would silently stand in for this one's).
+
+    The resolution may differ (the position embedding is resampled); the weights fingerprint is compared when both
+    summaries have one (pretrained weights; a ``random:`` ancestor has none).
+    """
+    differ = [f"{name} {getattr(extracted_from, name)} vs {getattr(summary, name)}"
+              for name in _LEARNGENE_ARCH_FIELDS if getattr(extracted_from, name) != getattr(summary, name)]
+    theirs, ours = extracted_from.weights_sha256, summary.weights_sha256
+    if theirs and ours and theirs != ours:
+        differ.append(f"weights {theirs} vs {ours}")
+    if differ:
+        raise LearngeneError(
+            f"the learngene was extracted from ancestor {extracted_from.spec!r}, not from {summary.spec!r} "
+            f"({'; '.join(differ)}); extract it from this ancestor (learngene.extract_learngene or `learngene extract`)"
+        )
+
+
 def descendant_size(
     ancestor: Ancestor | AncestorSummary,
     spec: DescendantSpec,
@@ -266,7 +294,14 @@ def descendant_size(
             (all heads noise) and, with ``train_transform``, the automatic FFN groups that T's size depends on.
     """
     summary, facts = _facts(ancestor)
+    if not isinstance(spec, DescendantSpec):
+        raise LearngeneError(
+            f"descendant_size needs a DescendantSpec, got {type(spec).__name__}; e.g. "
+            "DescendantSpec(depth=6, width_ratio=2, num_classes=10)"
+        )
     spec = spec.resolve(summary)
+    if learngene is not None:
+        check_learngene_ancestor(learngene.ancestor, summary)
     facts = facts_for_spec(facts, spec)
     heads = list(spec.heads)
     params = count_params(facts, heads, spec.img_size, spec.num_classes, spec.share_layers)

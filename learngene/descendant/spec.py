@@ -30,6 +30,7 @@ from learngene.design_options import (  # noqa: E402,F401 - re-exported
     WEIGHT_TRANSFORMATION,
 )
 from learngene.errors import LearngeneError
+from learngene.whole_numbers import is_whole as _is_whole
 
 # The classifier must have at least one class; the upper bound only catches typos (an extra zero or two).
 MAX_CLASSES = 1_000_000
@@ -112,9 +113,25 @@ class DescendantSpec:
     def __post_init__(self):
         # Accept lists from callers and JSON, store tuples so the spec stays hashable and immutable.
         if self.heads is not None and not isinstance(self.heads, tuple):
+            if isinstance(self.heads, (str, bytes)) or not isinstance(self.heads, Sequence):
+                raise LearngeneError(
+                    f"heads must be a list with one head count per layer (got {self.heads!r}); the same count in "
+                    "every layer is width_ratio. Fields are keywords: DescendantSpec(depth=6, width_ratio=2, "
+                    "num_classes=10)"
+                )
             object.__setattr__(self, "heads", tuple(self.heads))
-        if isinstance(self.ffn_groups, Sequence) and not isinstance(self.ffn_groups, str):
-            object.__setattr__(self, "ffn_groups", tuple(tuple(int(x) for x in g) for g in self.ffn_groups))
+        from learngene.ffn_groups import groups_from_text
+
+        groups = groups_from_text(self.ffn_groups)  # "9-11", "none": the --ffn-groups text works here too
+        if isinstance(groups, Sequence) and not isinstance(groups, str):
+            try:
+                groups = tuple(tuple(int(x) for x in g) for g in groups)
+            except (TypeError, ValueError):
+                raise LearngeneError(
+                    f"ffn_groups must be 'auto', None, text like '6-7,9-11' or lists of layer indices (got "
+                    f"{self.ffn_groups!r})"
+                ) from None
+        object.__setattr__(self, "ffn_groups", groups)
 
     def resolve(self, ancestor: AncestorSummary) -> DescendantSpec:
         """Check the spec against ``ancestor`` and fill in every architectural field.
@@ -123,12 +140,16 @@ class DescendantSpec:
             LearngeneError: naming the bad field and how to fix it.
         """
         self._check_options()
+        if isinstance(self.ffn_groups, tuple):  # out of range or not adjacent: refused before sizing, not at build
+            from learngene.ffn_groups import validate_groups
+
+            validate_groups(self.ffn_groups, ancestor.num_layers)
         if self.parity == "authors":
             from learngene.descendant.parity import check_parity_spec
 
             check_parity_spec(self, ancestor)
         depth = ancestor.num_layers if self.depth is None else self.depth
-        if int(depth) != depth or not 1 <= depth <= ancestor.num_layers:
+        if not _is_whole(depth) or not 1 <= depth <= ancestor.num_layers:
             raise LearngeneError(
                 f"depth must be between 1 and the ancestor's {ancestor.num_layers} layers (got {self.depth}); "
                 "a descendant uses the first L_d layers of the ancestor"
@@ -169,7 +190,7 @@ class DescendantSpec:
                 )
             return None
         share = DEFAULT_SHARE_LAYERS if self.share_layers is None else self.share_layers
-        if int(share) != share or not 1 <= share <= depth:
+        if not _is_whole(share) or not 1 <= share <= depth:
             raise LearngeneError(
                 f"share_layers must be a whole number between 1 and the depth {depth} (got {self.share_layers})"
             )
@@ -204,6 +225,8 @@ class DescendantSpec:
         for name, value, allowed in choices:
             if value not in allowed:
                 raise LearngeneError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+        if not _is_whole(self.seed) or not -(2**63) <= self.seed < 2**63:  # what torch.manual_seed takes
+            raise LearngeneError(f"seed must be a whole number from -2**63 to 2**63 - 1 (got {self.seed!r})")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise LearngeneError(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         if isinstance(self.ffn_groups, str) and self.ffn_groups != "auto":
@@ -234,7 +257,7 @@ class DescendantSpec:
                 f"the heads list has {len(heads)} entries but the descendant has {depth} layers; give one "
                 "head count per layer"
             )
-        bad = [h for h in heads if int(h) != h or h < 1]
+        bad = [h for h in heads if not _is_whole(h) or h < 1]
         if bad:
             raise LearngeneError(f"every layer needs at least one head (got {bad[0]} in the heads list)")
         return [int(h) for h in heads]
@@ -242,7 +265,10 @@ class DescendantSpec:
     def _heads_from_width(self, num_heads: int, depth: int, ancestor_depth: int) -> list[int]:
         if self.schedule is not None:
             return schedule_heads(num_heads, depth, self.schedule, ancestor_depth)
-        ratio = 1.0 if self.width_ratio is None else float(self.width_ratio)
+        try:
+            ratio = 1.0 if self.width_ratio is None else float(self.width_ratio)
+        except (TypeError, ValueError):
+            ratio = math.nan  # "x", a list: refused below with the width-ratio message, not float()'s
         if not math.isfinite(ratio) or ratio <= 0:
             raise LearngeneError(f"the width ratio must be a positive number (got {self.width_ratio})")
         count = heads_from_ratio(num_heads, ratio)
@@ -255,7 +281,7 @@ class DescendantSpec:
 
     def _resolve_img_size(self, ancestor: AncestorSummary) -> int:
         size = ancestor.img_size if self.img_size is None else self.img_size
-        if int(size) != size or size < ancestor.patch_size or size % ancestor.patch_size:
+        if not _is_whole(size) or size < ancestor.patch_size or size % ancestor.patch_size:
             raise LearngeneError(
                 f"the image size must be a positive multiple of the patch size {ancestor.patch_size} (got "
                 f"{self.img_size})"
@@ -265,7 +291,7 @@ class DescendantSpec:
     def _resolve_classes(self, ancestor: AncestorSummary) -> int:
         if self.num_classes is None:
             return ancestor.num_classes if ancestor.num_classes > 0 else DEFAULT_CLASSES_FOR_BACKBONE
-        if int(self.num_classes) != self.num_classes or not 1 <= self.num_classes <= MAX_CLASSES:
+        if not _is_whole(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
             raise LearngeneError(
                 f"the number of classes must be between 1 and {MAX_CLASSES:,} (got {self.num_classes})"
             )

@@ -164,6 +164,9 @@ def test_builtin_at_other_resolutions_matches_the_onnx_graph(img_size):
     ("builtin", 7, "multiple of 14 such as 14"),
     ("random:vit_tiny_patch16_224", 100, "multiple of 16 such as 96"),
     ("random:vit_tiny_patch16_224", 0, "positive number of pixels"),
+    # Before: a misleading "cannot build ... as a ViT (... got float); choose a VisionTransformer model" / TypeError.
+    ("random:vit_tiny_patch16_224", float("nan"), r"positive number of pixels \(got nan\)"),
+    ("random:vit_tiny_patch16_224", "32", r"positive number of pixels \(got '32'\)"),
 ])
 def test_invalid_resolutions_are_one_line(spec, img_size, message):
     with pytest.raises(LearngeneError, match=message):
@@ -202,3 +205,14 @@ def test_the_weights_hash_tells_ancestors_apart_but_not_resolutions(builtin_ance
                       .summary.weights_sha256)
     assert hashes[0] == hashes[1] != hashes[2]
     assert load_ancestor("random:vit_tiny_patch16_224", img_size=32).summary.weights_sha256 == ""
+
+
+def test_a_pathlib_path_is_a_weights_file_and_other_objects_are_refused_in_one_line(tmp_path):
+    # Before: AttributeError "'PosixPath' object has no attribute 'strip'" (and the same for None).
+    model = load_ancestor("random:test_vit4", img_size=32).model
+    path = tmp_path / "anc.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    loaded = load_ancestor(path, arch="test_vit4", img_size=32)
+    assert torch.equal(loaded.model.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
+    with pytest.raises(LearngeneError, match=r"the ancestor must be given as text \(got NoneType\)"):
+        load_ancestor(None)

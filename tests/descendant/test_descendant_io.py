@@ -192,3 +192,48 @@ def test_descendant_config_errors_are_one_line(tmp_path, text, message):
         (tmp_path / "config.json").write_text(text)
     with pytest.raises(LearngeneError, match=message):
         DescendantConfig.load(tmp_path)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused_in_one_line(descendant, tmp_path):
+    save_descendant(descendant, tmp_path / "d")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    config["heads_per_layer"] = [1] * len(config["heads_per_layer"])  # a hand edit: fewer heads than the weights
+    (tmp_path / "d" / "config.json").write_text(json.dumps(config))
+    # Before: PyTorch's message, one line per mismatched tensor inside the error.
+    with pytest.raises(LearngeneError) as caught:
+        load_descendant(tmp_path / "d")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "do not match its config.json" in message and "tensor(s) of another shape, e.g. blocks.1.attn.qkv" in message
+
+
+def test_a_damaged_transforms_file_is_refused_in_one_line_and_a_missing_one_warned(tiny_ancestor, tiny_distances,
+                                                                                     tmp_path, caplog):
+    spec = DescendantSpec(depth=5, num_classes=3, ffn_groups=[[2, 3]], train_transform=True)
+    save_descendant(build_descendant(tiny_ancestor, spec, distances=tiny_distances), tmp_path / "d")
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "d" / "transforms.safetensors"
+    saved = load_file(str(path))
+    save_file({k: v for k, v in saved.items() if k != "0.fc1_bias"}, str(path))
+    # Before: KeyError '0.fc1_bias' (and a truncated file: safetensors' SafetensorError).
+    with pytest.raises(LearngeneError, match=r"transforms.safetensors is corrupt or incomplete \(missing '0.fc1_bias'\)"):
+        load_descendant(tmp_path / "d")
+    path.write_bytes(b"garbage")
+    with pytest.raises(LearngeneError, match=r"transforms.safetensors is corrupt or incomplete"):
+        load_descendant(tmp_path / "d")
+    path.unlink()
+    with caplog.at_level("WARNING"):
+        load_descendant(tmp_path / "d")  # before: silently lost T
+    assert "transforms.safetensors is missing" in caplog.text
+
+
+def test_saving_something_else_is_refused_and_writes_nothing(tiny_ancestor, tmp_path):
+    from learngene import save_learngene
+
+    # Before: AttributeError ('Ancestor' object has no attribute 'config' / 'shared').
+    with pytest.raises(LearngeneError, match=r"save_descendant saves a Descendant .*got Ancestor"):
+        save_descendant(tiny_ancestor, tmp_path / "d")
+    with pytest.raises(LearngeneError, match=r"save_learngene saves a Learngene .*got Ancestor"):
+        save_learngene(tiny_ancestor, tmp_path / "g")
+    assert list(tmp_path.iterdir()) == []

@@ -116,3 +116,40 @@ def test_parity_refuses_an_ancestor_it_has_no_settings_for():
         DescendantSpec(parity="authors").resolve(summary_without_weights("random:vit_small_patch16_224"))
     message = str(error.value)
     assert "deit_base_patch16_224, deit_small_patch16_224, deit_tiny_patch16_224" in message and "\n" not in message
+
+
+# --- values a researcher could plausibly pass: one LearngeneError naming the field, never int()'s ValueError ---
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    (dict(depth=float("nan")), r"depth must be between 1 and"),
+    (dict(num_classes=float("nan")), r"number of classes must be between 1 and"),
+    (dict(img_size=float("nan")), r"image size must be a positive multiple of the patch size"),
+    (dict(depth=2, heads=[float("nan"), 1]), r"every layer needs at least one head \(got nan"),
+    (dict(depth=2, heads=["a", 1]), r"every layer needs at least one head \(got a"),
+    (dict(width_ratio="x"), r"the width ratio must be a positive number \(got x\)"),
+    (dict(heads=10), r"heads must be a list with one head count per layer \(got 10\).*keywords"),
+    (dict(ffn_groups=[[11, 12]]), r"FFN group \[11, 12\] is outside layers 0..8"),
+    (dict(ffn_groups=[[0, 2]]), r"an FFN group must be adjacent layers"),
+    (dict(ffn_groups=[["a", "b"]]), r"ffn_groups must be 'auto', None, text like '6-7,9-11'"),
+    # Before: sized without complaint, then torch.manual_seed's TypeError/RuntimeError at build time.
+    (dict(seed="a"), r"seed must be a whole number from -2\*\*63 to 2\*\*63 - 1 \(got 'a'\)"),
+    (dict(seed=2**70), r"seed must be a whole number"),
+])
+def test_bad_fields_are_refused_in_one_line(tiny_ancestor, fields, message):
+    with pytest.raises(LearngeneError, match=message):
+        DescendantSpec(**fields).resolve(tiny_ancestor.summary)
+
+
+def test_positional_fields_are_refused_with_the_keyword_form():
+    # DescendantSpec(6, 2, 10) put 10 into heads: before, TypeError "'int' object is not iterable".
+    with pytest.raises(LearngeneError, match=r"DescendantSpec\(depth=6, width_ratio=2, num_classes=10\)"):
+        DescendantSpec(6, 2, 10)
+
+
+@pytest.mark.parametrize(("text", "groups"), [("3-4", ((3, 4),)), ("0-1,3-5", ((0, 1), (3, 4, 5))), ("none", None)])
+def test_ffn_groups_take_the_command_lines_text_form(tiny_ancestor, text, groups):
+    # Before: "3-4" was iterated character by character (a one-layer group '3'); "none" raised int()'s ValueError.
+    spec = DescendantSpec(ffn_groups=text)
+    assert spec.ffn_groups == groups
+    assert spec.resolve(tiny_ancestor.summary).ffn_groups == groups
