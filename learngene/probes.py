@@ -127,6 +127,8 @@ def builtin_sources() -> tuple[list[str], list[Callable[[], Image.Image]]]:
 
 
 def _folder_sources(folder: Path) -> tuple[list[str], list[Callable[[], Image.Image]], int]:
+    if folder.is_file():
+        raise LearngeneError(f"{folder} is a file; give the folder that holds the probe images, or 'builtin'")
     if not folder.is_dir():
         raise LearngeneError(f"probe image folder {folder} does not exist; give a folder of images or 'builtin'")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -17,6 +17,9 @@ from learngene.errors import LearngeneError
 def read_stats_file(path: str | Path) -> dict:
     """Read a statistics file; a bare JSON list of L lists of H numbers is accepted as the MAD table alone."""
     path = Path(path)
+    if path.is_dir():
+        raise LearngeneError(f"{path} is a folder, not a statistics file; give the JSON file that "
+                             "`learngene analyze --out` wrote")
     if not path.is_file():
         raise LearngeneError(f"statistics file {path} does not exist; create it with `learngene analyze`")
     try:

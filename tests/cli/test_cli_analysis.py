@@ -87,6 +87,9 @@ def test_cluster_accepts_a_bare_table_and_matches_the_rule(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["cluster", "--stats", "{tmp}/missing.json"], "does not exist"),
+    (["cluster", "--stats", "{tmp}/empty"], "is a folder, not a statistics file"),
+    (["analyze", "--ancestor", "random:vit_tiny_patch16_224", "--images", "{tmp}/table.json", "--out",
+      "{tmp}/s.json"], "is a file; give the folder that holds the probe images"),
     (["cluster", "--stats", "{tmp}/ragged.json"], "same number"),
     (["cluster", "--stats", "{tmp}/nan.json"], "NaN"),
     (["cluster", "--stats", "{tmp}/garbage.json"], "not valid JSON"),
