@@ -36,8 +36,9 @@ MAX_SLOWDOWN = 3.0
 class _Batches:
     """A probe set of pre-decoded batches, so both sides time the model and not JPEG decoding."""
 
-    def __init__(self, batch: torch.Tensor, count: int):
+    def __init__(self, batch: torch.Tensor, count: int, img_size: int):
         self.batch, self.count, self.description = batch, count, "benchmark"
+        self.img_size = img_size  # checked against the ancestor's by compute_head_statistics
 
     def __len__(self) -> int:
         return self.batch.shape[0] * self.count
@@ -56,7 +57,7 @@ def throughput(model_spec: str, batch_size: int, batches: int, repeats: int, dev
     ancestor = load_ancestor(model_spec, device=device)
     probes = load_probe_images("builtin", ancestor.summary, num_images=batch_size)
     batch = probes.tensors.to(device)
-    source = _Batches(batch, batches)
+    source = _Batches(batch, batches, probes.img_size)
     model = ancestor.model
 
     def plain():
