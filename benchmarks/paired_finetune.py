@@ -90,19 +90,14 @@ def build_designs(args: argparse.Namespace, seed: int, rows: list[str], out: Pat
     import numpy as np
 
     from learngene.ancestors import load_ancestor
+    from learngene.clustering import PAPER_EPS, PAPER_MIN_HEADS
     from learngene.descendant import Descendant, DescendantSpec, build_descendant, save_descendant
-    from learngene.evaluation.designs import (
-        EPS,
-        MIN_HEADS,
-        ProbeContext,
-        random_head_sources,
-        write_head_sources,
-    )
+    from learngene.evaluation.designs import ProbeContext, random_head_sources, write_head_sources
     from learngene.extraction import extract_learngene
 
     ancestor = load_ancestor(args.ancestor)
     distances = ProbeContext(ancestor, depth=args.depth).distances()  # cached per ancestor weights
-    learngene = extract_learngene(ancestor, distances, eps=EPS, min_heads=MIN_HEADS)
+    learngene = extract_learngene(ancestor, distances, eps=PAPER_EPS, min_heads=PAPER_MIN_HEADS)
 
     def spec(init: str) -> DescendantSpec:
         return DescendantSpec(depth=args.depth, width_ratio=args.width_ratio, img_size=args.img_size,
