@@ -244,15 +244,11 @@ class TrainConfig:
         """The :class:`~learngene.descendant.DescendantSpec` of the descendant built at start from ``ancestor``
         (``num_classes`` None: the data's, unknown until it is read)."""
         from learngene.descendant.spec import DescendantSpec
-        from learngene.ffn_groups import parse_groups
 
-        groups = {"auto": "auto", "none": None}.get(str(self.ffn_groups))
-        if str(self.ffn_groups) not in ("auto", "none"):
-            groups = tuple(tuple(g) for g in parse_groups(str(self.ffn_groups)))
         return DescendantSpec(depth=self.depth, width_ratio=self.width_ratio,
                               heads=tuple(self.heads) if self.heads else None, schedule=self.schedule,
                               img_size=self.img_size, num_classes=num_classes, init=self.init, seed=self.seed,
-                              ffn_groups=groups, head_order=self.head_order, centroid=self.centroid,
+                              ffn_groups=str(self.ffn_groups), head_order=self.head_order, centroid=self.centroid,
                               train_transform=self.train_transform, transform_init=self.transform_init,
                               parity=self.parity)  # fmt: skip
 
