@@ -11,7 +11,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from app.state import app_dir
@@ -74,15 +73,6 @@ def accept_upload(data: bytes, name: str, summary):
             f"{name} has statistics for {L} layers x {H} heads{f' ({source})' if source else ''}, but the ancestor "
             f"{summary.arch} has {summary.num_layers} x {summary.num_heads}: choose the matching ancestor on the "
             "Ancestor page, or upload statistics of this one")
-    negative = stats.mean_attention_distance < 0
-    if negative.any():
-        # A distance cannot be negative: such a table is not MADs (e.g. log values or a wrong column), and it was
-        # clustered without a word, with an Eps slider stretched over the nonsense range.
-        path.unlink(missing_ok=True)
-        layer, head = (int(i) for i in np.argwhere(negative)[0])
-        raise LearngeneError(
-            f"{name} holds a negative mean attention distance ({stats.mean_attention_distance[layer, head]:g} px at "
-            f"layer {layer}, head {head}); MADs are distances in pixels (0 or more): upload the MAD table itself")
     if not stats.probe:
         stats.probe = f"uploaded: {name}"
     return stats, path

@@ -42,4 +42,12 @@ def read_stats_file(path: str | Path) -> dict:
         raise LearngeneError(f"the mean_attention_distance table in {path} holds non-numbers") from error
     if not np.all(np.isfinite(array)):
         raise LearngeneError(f"the mean_attention_distance table in {path} contains NaN or infinite values")
+    if np.any(array < 0):
+        # A distance cannot be negative: such a table is not MADs (log values, a wrong column), and clustering it
+        # would give a plausible-looking learngene.
+        layer, head = (int(i) for i in np.argwhere(array < 0)[0])
+        raise LearngeneError(
+            f"{path} holds a negative mean attention distance ({array[layer, head]:g} px at layer {layer}, head "
+            f"{head}); MADs are distances in pixels (0 or more): give the MAD table itself"
+        )
     return data

@@ -90,6 +90,7 @@ def test_cluster_accepts_a_bare_table_and_matches_the_rule(capsys, tmp_path):
     (["cluster", "--stats", "{tmp}/empty"], "is a folder, not a statistics file"),
     (["analyze", "--ancestor", "random:vit_tiny_patch16_224", "--images", "{tmp}/table.json", "--out",
       "{tmp}/s.json"], "is a file; give the folder that holds the probe images"),
+    (["cluster", "--stats", "{tmp}/negative.json"], "negative mean attention distance (-1 px at layer 0, head 1)"),
     (["cluster", "--stats", "{tmp}/ragged.json"], "same number"),
     (["cluster", "--stats", "{tmp}/nan.json"], "NaN"),
     (["cluster", "--stats", "{tmp}/garbage.json"], "not valid JSON"),
@@ -104,6 +105,7 @@ def test_cluster_accepts_a_bare_table_and_matches_the_rule(capsys, tmp_path):
 ])
 def test_bad_input_is_one_clear_line_and_a_nonzero_exit(capsys, tmp_path, argv, message):
     (tmp_path / "ragged.json").write_text(json.dumps([[1, 2], [3]]))
+    (tmp_path / "negative.json").write_text(json.dumps([[1, -1, 3]]))
     (tmp_path / "nan.json").write_text('[[1, NaN]]')
     (tmp_path / "garbage.json").write_text("{not json")
     (tmp_path / "table.json").write_text(json.dumps([[1, 2, 3]]))
