@@ -28,7 +28,7 @@ from learngene.atomic import disk_error, write_json_atomic
 from learngene.errors import LearngeneError
 from learngene.runs import liveness, rundir
 from learngene.training.config import TrainConfig
-from learngene.training.distributed import cleanup_distributed, env_dist_info, init_distributed
+from learngene.training.distributed import barrier, cleanup_distributed, env_dist_info, init_distributed
 from learngene.training.runner import (
     ProgressCallback,
     Runner,
@@ -191,16 +191,33 @@ def run_training(run_dir: Path, resume: bool = False, progress: ProgressCallback
             try:
                 if runner is not None:
                     runner.close()
-                cleanup_distributed()
             except Exception as error:  # noqa: BLE001 - the result must still be written and the process end
                 log.warning("cleanup after the run failed: %s", error)
-    result["exit_code"] = EXIT_CODES[result["state"]]
-    if writable:
-        try:
-            write_json_atomic(run_dir / rundir.RESULT_FILE, result)
-        except LearngeneError as error:  # the disk is full: the caller still gets the result
-            log.error("%s", error)
+        result["exit_code"] = EXIT_CODES[result["state"]]
+        if writable:
+            try:
+                write_json_atomic(run_dir / rundir.RESULT_FILE, result)
+            except LearngeneError as error:  # the disk is full: the caller still gets the result
+                log.error("%s", error)
+        _leave_process_group(together=result["state"] != "failed")
     return result
+
+
+def _leave_process_group(together: bool) -> None:
+    """Leave torchrun's process group; ranks that ended the same way (stopped, succeeded) leave together.
+
+    torchrun takes any rank's non-zero exit, a stop's 3 included, for a failure of the whole group: it SIGTERMs every
+    other rank's process group at once and SIGKILLs it 30 s later. A rank that left as soon as it had handed rank 0
+    its state could so cut rank 0 while it still wrote the stop checkpoint or ``result.json``. Waiting here, after
+    rank 0 has written both, closes that window. A failed rank cannot count on its peers reaching this point and
+    leaves at once (torchrun then ends the others, which is what a failure should do).
+    """
+    try:
+        if together:
+            barrier()
+        cleanup_distributed()
+    except Exception as error:  # noqa: BLE001 - a peer that died already: this process ends anyway
+        log.warning("leaving the process group failed: %s", error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,8 @@ from learngene.runs import liveness
 from learngene.runs.registry import Registry
 
 # A stand-in for learngene.training.worker with the same contract (metrics.jsonl, checkpoints/last.pt, result.json,
-# SIGTERM -> checkpoint and exit 3) that costs milliseconds instead of importing torch. Its behaviour comes from the
-# run's config: model_kwargs carries fake_steps, fake_step_s and fake_fail_at.
+# SIGTERM -> checkpoint and exit 3, torchrun ranks leaving together) that costs milliseconds instead of importing
+# torch. Its behaviour comes from the run's config: model_kwargs carries fake_steps, fake_step_s and fake_fail_at.
 FAKE_WORKER = textwrap.dedent(
     """
     import json, os, signal, subprocess, sys, time
@@ -33,7 +33,13 @@ FAKE_WORKER = textwrap.dedent(
         deadline = time.time() + 120
         while not got and time.time() < deadline:
             time.sleep(0.02)
+        stopped_at = time.time()
         (run_dir / f"rank{rank}.stopped").write_text("1")
+        # Leave together with rank 0, once it has written its result, as the real worker's ranks do: torchrun takes
+        # an early exit 3 for a failure and SIGTERMs rank 0's process group, its loader included.
+        result = run_dir / "result.json"
+        while time.time() < deadline and not (result.exists() and result.stat().st_mtime >= stopped_at):
+            time.sleep(0.02)
         sys.exit(3)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     opts = config.get("model_kwargs") or {}

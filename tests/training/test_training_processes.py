@@ -176,6 +176,40 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(make_run):
         "best.pt", "last.pt"]
 
 
+@pytest.mark.slow
+def test_a_torchrun_stop_ends_every_rank_as_stopped_with_rank0s_checkpoint(make_run, monkeypatch):
+    """The launcher's stop (SIGTERM to each rank) on the real worker: both ranks stop at one step, pass the barrier
+    they leave by, and rank 0's result and checkpoint agree. (The window that barrier closes, rank 1 gone while rank 0
+    still writes, cannot be forced from outside; the fake worker's torchrun test models it.)"""
+    from learngene.runs import liveness
+    from learngene.runs.launchers import TorchrunLauncher
+
+    for name, value in _env().items():
+        monkeypatch.setenv(name, value)
+    run_dir = make_run(epochs=50, log_every=1)
+    launcher = TorchrunLauncher(nproc_per_node=2)
+    handle = launcher.launch(run_dir)
+    record = {"pid": handle.pid, "pgid": handle.pgid, "proc_start": handle.proc_start}
+    try:
+        deadline = time.monotonic() + 180
+        metrics = run_dir / "metrics.jsonl"
+        while not (metrics.is_file() and '"kind": "train"' in metrics.read_text()):
+            assert time.monotonic() < deadline and launcher.is_alive(record), (run_dir / "stderr.log").read_text()
+            time.sleep(0.2)
+        ranks = liveness.children(handle.pid)
+        assert len(ranks) == 2 and launcher.stop(record)
+        while launcher.is_alive(record):
+            assert time.monotonic() < deadline, "torchrun did not end after the stop"
+            time.sleep(0.2)
+    finally:
+        launcher.stop(record, force=True)
+    assert not any(liveness.is_alive(rank) for rank in ranks)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "stopped" and result["exit_code"] == 3, result
+    assert "SIGTERM received" in result["message"]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == result["step"] >= 1
+
+
 def _torchrun_worker(run_dir: Path, *extra: str) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
