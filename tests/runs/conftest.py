@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from learngene.errors import LearngeneError
@@ -129,7 +131,8 @@ def wait_for(predicate, timeout_s: float = 30.0, poll_s: float = 0.05):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
 
 
-def _kill_everything(root: Path) -> None:
+def _kill_everything(root: Path, spare: set[int]) -> None:
+    """Kill the runs' process groups and every process this test left below pytest, except ``spare``."""
     try:
         rows = Registry(root).all() if (root / "runs.db").exists() else []
     except LearngeneError:  # a test that damaged the registry on purpose: the process sweep below still runs
@@ -141,8 +144,30 @@ def _kill_everything(root: Path) -> None:
                     os.killpg(row["pgid"], signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    liveness.kill_own_children()
+    spare = spare | _interpreter_helpers()
+    left = [process for process in psutil.Process().children(recursive=True) if process.pid not in spare]
+    for process in left:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=5)
     liveness.reap_children()
+
+
+def _interpreter_helpers() -> set[int]:
+    """Pytest's own long-lived helpers: multiprocessing's and loky's resource trackers.
+
+    Killing one (as a sweep of every child did) makes the next user start another, which warns "resource_tracker:
+    process died unexpectedly" and prints a KeyError at interpreter exit for each semaphore it never saw registered.
+    """
+    from multiprocessing import resource_tracker
+
+    trackers = [resource_tracker._resource_tracker]
+    loky = sys.modules.get("joblib.externals.loky.backend.resource_tracker")
+    if loky is not None:
+        trackers.append(loky._resource_tracker)
+    return {pid for pid in (getattr(tracker, "_pid", None) for tracker in trackers) if pid}
 
 
 @pytest.fixture
@@ -159,9 +184,10 @@ def fake_worker(tmp_path, monkeypatch) -> str:
 
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
-    """A private runs root; every process a test started is killed at teardown."""
+    """A private runs root; every process the test started is killed at teardown."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tmp_path / "runs"
     monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    before = {process.pid for process in psutil.Process().children(recursive=True)}
     yield root
-    _kill_everything(root)
+    _kill_everything(root, spare=before)
