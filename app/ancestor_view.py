@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import resources, state
 from app.state import Choice
-from app.text import markdown_text
+from app.text import error_markdown, markdown_text
 from learngene.errors import LearngeneError
 
 SOURCES = {
@@ -118,10 +118,10 @@ def apply_choice(choice: Choice) -> bool:
         resources.ancestor_for(choice)
         resources.probes_for(choice)
     except LearngeneError as error:
-        st.error(_in_words(str(error)))
+        st.error(error_markdown(_in_words(str(error))))
         return False
     except Exception as error:  # a corrupt file or an unexpected model: the page must keep working
-        st.error(_in_words(f"Could not load {choice.spec}: {error}. Check the file and its architecture name."))
+        st.error(markdown_text(_in_words(f"Could not load {choice.spec}: {error}. Check the file and its architecture name.")))
         return False
     state.set_choice(choice)
     return True
@@ -183,7 +183,7 @@ def ensure_statistics(choice: Choice, *, auto: bool):
             with st.spinner("Loading the ancestor and probe images…"):
                 job = resources.start_statistics_job(choice)
         except LearngeneError as error:
-            st.error(str(error))
+            st.error(error_markdown(error))
             return None
     statistics_progress(resources.statistics_job_key(choice))
     return None

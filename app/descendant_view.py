@@ -13,6 +13,7 @@ import streamlit as st
 
 from app import analysis, charts, resources, state
 from app.charts import figure
+from app.text import error_markdown, markdown_text
 from learngene.descendant import INIT_METHODS, SCHEDULES, DescendantSpec
 from learngene.errors import LearngeneError
 
@@ -42,7 +43,7 @@ def spec_form(summary) -> DescendantSpec | None:
         try:
             heads = [int(x) for x in text.replace(" ", "").split(",") if x]
         except ValueError:
-            st.error(f"Heads per layer must be whole numbers separated by commas, e.g. 6,6,4,4 (got {text!r}).")
+            st.error(f"Heads per layer must be whole numbers separated by commas, e.g. 6,6,4,4 (got {markdown_text(repr(text))}).")
             return None
     init = c[3].selectbox("Initialisation", INIT_METHODS, key="d_init")
     c = st.columns(4)
@@ -65,7 +66,7 @@ def spec_form(summary) -> DescendantSpec | None:
     try:
         ffn_groups = _groups(groups)
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return None
     st.session_state["d_batch_value"] = int(batch)
     return DescendantSpec(depth=int(depth), width_ratio=ratio, heads=heads, schedule=schedule, img_size=int(img_size),
@@ -92,7 +93,7 @@ def size_preview(summary, spec: DescendantSpec):
     try:
         size = descendant_size(summary, spec, batch_size=st.session_state.get("d_batch_value", 64))
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return None
     c = st.columns(6)
     # The class count changes the head's size: say it, so the figure matches `learngene size --num-classes N`.
@@ -216,7 +217,7 @@ def build_and_save(choice, spec: DescendantSpec, folder: str, overwrite: bool) -
                                       provenance={"probe": stats.probe if stats is not None else "builtin"})
         path = save_descendant(descendant, state.descendant_folder(folder), force=overwrite)
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return None
     state.remember(LAST_DESCENDANT, str(path))
     return path
@@ -272,7 +273,7 @@ def variants(folder: str, inits: list[str], choice) -> list[str]:
     try:
         spec = DescendantSpec.from_dict(DescendantConfig.load(folder).spec)
     except LearngeneError as error:  # deleted or damaged since the form was drawn
-        st.error(str(error))
+        st.error(error_markdown(error))
         return []
     paths = []
     for init in inits:

@@ -11,7 +11,7 @@ import streamlit as st
 import yaml
 
 from app import launch, runs_view, state
-from app.text import markdown_text
+from app.text import error_markdown, markdown_text
 from learngene.cli.training import LAUNCHER_CHOICES, SUBMITIT_CLUSTERS
 from learngene.errors import LearngeneError
 from learngene.training.config import (
@@ -53,8 +53,8 @@ def model_source() -> dict[str, Any] | None:
         try:
             DescendantConfig.load(folder)
         except LearngeneError as error:
-            st.error(f"{error}. Build and save one on the Descendants page, or type the folder of a saved "
-                     "descendant.")
+            st.error(f"{error_markdown(error)}. Build and save one on the Descendants page, or type the folder of a "
+                     "saved descendant.")
             return None
         return {"descendant": str(folder)}
     name = st.text_input("timm model", value="vit_tiny_patch16_224", key="ft_model")
@@ -68,7 +68,7 @@ def model_source() -> dict[str, Any] | None:
         if not isinstance(kwargs, dict):
             raise ValueError("not a mapping")
     except (yaml.YAMLError, ValueError) as error:
-        st.error(f"Model arguments must be a YAML mapping like {{depth: 2}} ({error}).")
+        st.error(f"Model arguments must be a YAML mapping like {{depth: 2}} ({markdown_text(str(error))}).")
         return None
     return {"model": name.strip(), "model_kwargs": kwargs}
 
@@ -264,7 +264,7 @@ def more_settings(exclude: set[str]) -> dict[str, Any] | None:
                 except argparse.ArgumentTypeError as error:
                     errors.append(f"{_label(f.name)}: {error}")
     if errors:
-        st.error("; ".join(errors))
+        st.error(markdown_text("; ".join(errors)))
         return None
     return fields
 
@@ -295,7 +295,7 @@ def make_config(fields: dict[str, Any]) -> TrainConfig | None:
     try:
         return TrainConfig.from_dict({**TrainConfig().to_dict(), **fields}).validate()
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return None
 
 
@@ -309,7 +309,7 @@ def launch_button(config: TrainConfig, name: str | None, launcher: str, options:
     try:
         run_id, new = launch.submit(runs_view.manager(), config, name, launcher, options, submitted, token)
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return None
     if new:
         st.success(f"Queued run {run_id}: follow it on the Runs page.")
@@ -344,7 +344,7 @@ def compare_initialisations(config: TrainConfig, name: str | None, launcher: str
         try:
             run_id, _ = launch.submit(runs_view.manager(), variant, label, launcher, options, submitted, token)
         except LearngeneError as error:
-            st.error(str(error))
+            st.error(error_markdown(error))
             return
         st.success(f"{init}: run {run_id}")
 
@@ -395,7 +395,7 @@ def estimate_duration(config: TrainConfig) -> None:
         try:  # the epochs and max steps of the form now, with the step time measured for this design
             _, total = planned_steps(config, measured.train_images)
         except LearngeneError as error:
-            st.error(str(error))
+            st.error(error_markdown(error))
             return
         st.info(f"Estimated duration: **{_duration_text(measured.seconds_per_step * total)} for {total:,} steps** "
                 f"({measured.seconds_per_step:.2f} s/step measured on {measured.device}; evaluation and data "

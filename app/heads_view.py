@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from app import analysis, charts, resources, state
+from app.text import error_markdown
 from learngene.errors import LearngeneError
 
 SECTIONS = ("Clusters", "Similarity", "Heads in 2-D", "Eps sweep", "Attention maps", "Downloads")
@@ -94,7 +95,7 @@ def similarity_section(choice, stats, layers) -> None:
         within = resources.similarity(choice.key(), measure, int(layer), stats, None)
         across = resources.similarity(choice.key(), measure, None, stats, None)
     except LearngeneError as error:
-        st.error(str(error))
+        st.error(error_markdown(error))
         return
     labels = np.asarray(layers[int(layer)].labels)
     order = analysis.cluster_order(labels)

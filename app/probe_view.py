@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from app import jobs, resources, state
-from app.text import markdown_text
+from app.text import error_markdown, markdown_text
 from learngene.descendant import DescendantSpec
 from learngene.errors import LearngeneError
 
@@ -101,7 +101,7 @@ def probe_panel(choice, spec: DescendantSpec) -> None:
             settings.check()
             ancestor = resources.ancestor_for(choice)  # loaded here, through the cache: the job only computes
         except LearngeneError as error:
-            st.error(str(error))
+            st.error(error_markdown(error))
             return
         job = jobs.board.start(key, "Probe", lambda progress: _run(settings, ancestor, mad, progress))
     if job.running:

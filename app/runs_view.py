@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app.charts import PALETTE, figure
-from app.text import markdown_text
+from app.text import error_markdown, markdown_text
 from learngene.output_dir import DESCENDANT_WEIGHTS
 from learngene.paths import runs_dir
 
@@ -56,7 +56,7 @@ def registry_errors(show: bool = True) -> Iterator[None]:
     except LearngeneError as error:
         _manager.clear()
         if show:
-            st.error(f"{error}. This page checks again every {TICK_S:g} s.")
+            st.error(f"{error_markdown(error)}. This page checks again every {TICK_S:g} s.")
 
 
 MISSING = "-"  # what every view shows for a value the run has not produced yet
@@ -316,7 +316,7 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
             text = f"Cloned into {name} ({new})"
         st.session_state[NOTICE] = ("success", text)
     except LearngeneError as error:
-        st.session_state[NOTICE] = ("error", str(error))
+        st.session_state[NOTICE] = ("error", error_markdown(error))
 
 
 def pick_run(records: list[dict[str, Any]]) -> dict[str, Any]:

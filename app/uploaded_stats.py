@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.state import app_dir
+from app.text import error_markdown
 from learngene.errors import LearngeneError
 
 SESSION_KEY = "uploaded_stats"  # path of the accepted upload, per browser session
@@ -112,7 +113,7 @@ def upload_panel(summary) -> None:
             try:
                 _, path = accept_upload(upload.getvalue(), upload.name, summary)
             except LearngeneError as error:
-                st.error(str(error))
+                st.error(error_markdown(error))
                 return
             st.session_state[SESSION_KEY] = str(path)
             st.rerun()

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import ancestor_view, nav, resources, state
+from app.text import error_markdown, markdown_text
 
 st.title("Ancestor")
 st.caption("The pretrained ViT whose attention heads are clustered into a learngene, and the images that probe it.")
@@ -23,7 +24,8 @@ if quick is None:
     try:
         summary = resources.ancestor_for(choice).summary
     except Exception as error:  # e.g. a saved choice whose file has since been deleted
-        st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another one above.")
+        st.error(f"The saved ancestor {markdown_text(choice.spec)} cannot be loaded ({error_markdown(error)}); "
+                 "choose another one above.")
         st.stop()
 ancestor_view.architecture_card(quick if quick is not None else summary)
 st.subheader("Head statistics")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import analysis, ancestor_view, heads_view, resources, state, uploaded_stats
+from app.text import error_markdown, markdown_text
 
 st.title("Heads")
 choice = state.current_choice()
@@ -10,7 +11,8 @@ st.caption(f"Ancestor: {choice.label()}")
 try:
     summary = resources.ancestor_for(choice).summary
 except Exception as error:  # e.g. a saved choice whose weights file has since been deleted
-    st.error(f"The saved ancestor {choice.spec} cannot be loaded ({error}); choose another on the Ancestor page.")
+    st.error(f"The saved ancestor {markdown_text(choice.spec)} cannot be loaded ({error_markdown(error)}); "
+             "choose another on the Ancestor page.")
     st.stop()
 uploaded_stats.upload_panel(summary)
 stats = ancestor_view.ensure_statistics(choice, auto=True)

@@ -4,13 +4,15 @@ import streamlit as st
 
 from app import ancestor_view, nav, probe_view, resources, state, uploaded_stats
 from app import descendant_view as view
+from app.text import error_markdown, markdown_text
 
 st.title("Descendants")
 choice = state.current_choice()
 try:
     summary = resources.ancestor_for(choice).summary
 except Exception as error:
-    st.error(f"The ancestor {choice.spec} cannot be loaded ({error}); choose another on the Ancestor page.")
+    st.error(f"The ancestor {markdown_text(choice.spec)} cannot be loaded ({error_markdown(error)}); "
+             "choose another on the Ancestor page.")
     st.stop()
 state.fit_min_heads(summary.num_heads)
 st.caption(f"Ancestor: {summary.arch}, {summary.num_layers} layers x {summary.num_heads} heads, "

@@ -167,6 +167,13 @@ def test_a_relative_save_folder_goes_under_the_descendants_folder_and_is_shown_i
     assert not at.error, [e.value for e in at.error]
     assert f"--descendant {expected}" in at.code[0].value, at.code[0].value
 
+    # A folder typed with markdown in its name is shown as typed, and the message's `command` stays code.
+    at.text_input(key="ft_descendant").input("mine/__v2__/*first*").run()
+    assert_clean(at)
+    (error,) = [e.value for e in at.error]
+    assert r"descendants/mine/\_\_v2\_\_/\*first\* is not a saved descendant" in error, error
+    assert "build one with `learngene build`." in error, error
+
 
 def test_the_last_descendant_deleted_from_disk_is_a_note_not_an_error(app, saved_session, tmp_path):
     """Found in a browser: the Descendants page opened with a red "... is not a saved descendant; build one with
