@@ -231,7 +231,7 @@ def live_panel(record: dict[str, Any]) -> None:
                    f"registry); `learngene runs rebuild-registry --runs-dir {folder.parent}` drops it from the list.")
     progress = record["progress"] or 0.0
     eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
-    st.progress(progress, text=f"**{record['name']}**: {state_text(record)}, epoch {epoch_text(record)}, "
+    st.progress(progress, text=f"**{markdown_text(record['name'])}**: {state_text(record)}, epoch {epoch_text(record)}, "
                                f"step {step_text(record)} ({progress:.0%}){eta}")
     train, evals = split_metrics(mgr.read_metrics(run_id))
     last_train = train.iloc[-1] if not train.empty else {}
@@ -313,7 +313,7 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
             name = clone_name(parent, records)
             new = mgr.clone(run_id, {"epochs": int(epochs)} if epochs else None, name=name)
             st.session_state[SELECTED] = st.session_state[PICKER] = new
-            text = f"Cloned into {name} ({new})"
+            text = f"Cloned into {markdown_text(name)} ({new})"
         st.session_state[NOTICE] = ("success", text)
     except LearngeneError as error:
         st.session_state[NOTICE] = ("error", error_markdown(error))

@@ -1,0 +1,47 @@
+"""Text the user typed (a run's name, its command's paths and values) shows on the Runs page as typed.
+
+Streamlit renders a progress label, a caption and a notice as markdown: a run named ``t__r__ *x* [a](b)`` showed as
+"t__r__ *x*" with an italic x and a link "a" in a browser. The reference is an independent markdown renderer
+(Python-Markdown): the page's text, rendered, must read as the name typed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import markdown
+from apptest_support import assert_clean, page
+
+from learngene.runs import RunManager
+from learngene.training.config import TrainConfig
+
+# Only markup that Python-Markdown and Streamlit's CommonMark agree on: emphasis, strong, a link.
+NAME = "t__r__ *x* [a](b)"
+
+
+def shown(source: str) -> str:
+    """What a browser shows for ``source`` rendered as markdown (the tags dropped)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markdown.markdown(source)))
+
+
+def _runs_page(app, root, monkeypatch):
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    manager = RunManager(root, slots=1)
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    run_id = manager.submit(config, name=NAME, launcher="local",  # fails at once: no training
+                            launcher_options={"worker_module": "learngene.runs.does_not_exist"})
+    manager.wait(run_id, timeout_s=60)
+    at = app.run()
+    return at.switch_page(page("5_runs.py")).run()
+
+
+def test_a_run_name_with_markup_shows_as_typed_in_the_panel_and_the_clone_notice(app, tmp_path, monkeypatch):
+    at = _runs_page(app, tmp_path / "runs", monkeypatch)
+    assert_clean(at)
+    label = at.get("progress")[0].proto.text
+    assert shown(label).startswith(f"{NAME}: failed"), (label, shown(label))
+    at.button(key="clone_run").click().run()
+    assert_clean(at)
+    notice = at.success[0].value
+    assert shown(notice).startswith(f"Cloned into {NAME} (clone) ("), (notice, shown(notice))
