@@ -251,7 +251,7 @@ def live_panel(record: dict[str, Any]) -> None:
         if rest:
             st.code("\n".join(rest), language="text", wrap_lines=True)
     elif record.get("message"):
-        st.caption(record["message"])
+        st.caption(markdown_text(record["message"]))  # the worker's words, with paths or names in them
     left, mid, right = st.columns(3)
     with left:
         chart_or_note(curves_figure([("train", train, "loss"), ("eval", evals, "loss")], "Loss", "loss"),
@@ -264,7 +264,7 @@ def live_panel(record: dict[str, Any]) -> None:
                       f"lr_{run_id}")
     with st.expander("Log tail", expanded=state == "failed"):
         st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
-    st.caption("Equivalent command: " + shlex.join(record.get("command") or []))
+    st.caption("Equivalent command: " + markdown_text(shlex.join(record.get("command") or [])))
 
 
 def failure_lines(error_tail: str) -> tuple[str, list[str]]:

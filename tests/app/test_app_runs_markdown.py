@@ -45,3 +45,14 @@ def test_a_run_name_with_markup_shows_as_typed_in_the_panel_and_the_clone_notice
     assert_clean(at)
     notice = at.success[0].value
     assert shown(notice).startswith(f"Cloned into {NAME} (clone) ("), (notice, shown(notice))
+
+
+def test_the_equivalent_command_shows_as_the_command_line(app, tmp_path, monkeypatch):
+    """A name (or a folder, a model argument) with markup lost its characters in the caption under the panel."""
+    import shlex
+
+    at = _runs_page(app, tmp_path / "runs", monkeypatch)
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("Equivalent command"))
+    command = shlex.split(shown(caption).removeprefix("Equivalent command: "))
+    assert command[command.index("--name") + 1] == NAME, (caption, shown(caption))
