@@ -7,22 +7,13 @@ Streamlit renders a progress label, a caption and a notice as markdown: a run na
 
 from __future__ import annotations
 
-import html
-import re
-
-import markdown
-from apptest_support import assert_clean, page
+from apptest_support import assert_clean, page, shown
 
 from learngene.runs import RunManager
 from learngene.training.config import TrainConfig
 
 # Only markup that Python-Markdown and Streamlit's CommonMark agree on: emphasis, strong, a link.
 NAME = "t__r__ *x* [a](b)"
-
-
-def shown(source: str) -> str:
-    """What a browser shows for ``source`` rendered as markdown (the tags dropped)."""
-    return html.unescape(re.sub(r"<[^>]+>", "", markdown.markdown(source)))
 
 
 def _runs_page(app, root, monkeypatch):
