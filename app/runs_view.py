@@ -226,9 +226,10 @@ def live_panel(record: dict[str, Any]) -> None:
     if not folder.is_dir():
         # The registry still lists it, but its logs, metrics and checkpoints went with the folder: say so instead
         # of showing a run that never logged a step.
-        st.warning(f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and "
-                   "checkpoints are lost, so it cannot be resumed. Clone still works (its settings are in the "
-                   f"registry); `learngene runs rebuild-registry --runs-dir {folder.parent}` drops it from the list.")
+        st.warning(error_markdown(
+            f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and checkpoints "
+            "are lost, so it cannot be resumed. Clone still works (its settings are in the registry); "
+            f"`learngene runs rebuild-registry --runs-dir {shlex.quote(str(folder.parent))}` drops it from the list."))
     progress = record["progress"] or 0.0
     eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
     st.progress(progress, text=f"**{markdown_text(record['name'])}**: {state_text(record)}, epoch {epoch_text(record)}, "

@@ -47,3 +47,19 @@ def test_the_equivalent_command_shows_as_the_command_line(app, tmp_path, monkeyp
     caption = next(c.value for c in at.caption if c.value.startswith("Equivalent command"))
     command = shlex.split(shown(caption).removeprefix("Equivalent command: "))
     assert command[command.index("--name") + 1] == NAME, (caption, shown(caption))
+
+
+def test_a_deleted_run_folder_is_named_as_it_is_on_disk(app, tmp_path, monkeypatch):
+    import shlex
+    import shutil
+
+    root = tmp_path / "__r__" / "*runs*"
+    at = _runs_page(app, root, monkeypatch)
+    (run_id,) = [p.name for p in root.iterdir() if p.is_dir()]
+    shutil.rmtree(root / run_id)
+    at.run()
+    assert_clean(at)
+    (warning,) = [w.value for w in at.warning]
+    assert f"This run's folder {root / run_id} is gone" in shown(warning), (warning, shown(warning))
+    # the command stays a code span, its path as written and quoted for a shell
+    assert f"--runs-dir {shlex.quote(str(root))}`" in warning, warning
