@@ -305,7 +305,12 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
     mgr = manager()
     try:
         if action == "stop":
-            text = f"Stop requested: {mgr.stop(run_id)} (it saves a checkpoint and exits at the next step)"
+            # A queued run is stopped at once, before it started (no checkpoint); only a running one saves one.
+            before = mgr.get(run_id, schedule=False)["state"]
+            state = mgr.stop(run_id)
+            text = ("Stop requested: the run saves a checkpoint at the next step and exits" if state == "running"
+                    else "Stopped before it started: nothing to resume (Clone queues it again)" if before == "queued"
+                    else f"The run had already exited: it is {state}")
         elif action == "resume":
             text = f"Resumed: {mgr.resume(run_id)}"
         else:
