@@ -63,7 +63,8 @@ MISSING = "-"  # what every view shows for a value the run has not produced yet
 TICK_S = 2.0  # how often the Runs page re-reads the registry (a state change shows within ~2 ticks)
 SELECTED = "selected_run"  # the run the Runs page shows; the Fine-tune page sets it after a launch
 PICKER = "run_picker"
-NOTICE = "runs_notice"  # (kind, text) left by a button callback for the next render
+NOTICE = "runs_notice"  # (kind, text, shown until) left by a button callback for the renders that follow
+NOTICE_S = 10.0  # how long a button's outcome stays: shown once, it vanished at the next tick, often within 1 s
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -288,8 +289,11 @@ def chart_or_note(fig, note: str, key: str) -> None:
 
 
 def notice() -> None:
-    """Show (once) what the last button did."""
-    kind, text = st.session_state.pop(NOTICE, (None, None))
+    """Show what the last button did, for :data:`NOTICE_S` seconds of the page's ticks (or until the next click)."""
+    kind, text, until = st.session_state.get(NOTICE, (None, None, 0.0))
+    if time.monotonic() > until:
+        st.session_state.pop(NOTICE, None)
+        return
     if kind == "error":
         st.error(text)
     elif kind:
@@ -320,9 +324,9 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
             new = mgr.clone(run_id, {"epochs": int(epochs)} if epochs else None, name=name)
             st.session_state[SELECTED] = st.session_state[PICKER] = new
             text = f"Cloned into {markdown_text(name)} ({new})"
-        st.session_state[NOTICE] = ("success", text)
+        st.session_state[NOTICE] = ("success", text, time.monotonic() + NOTICE_S)
     except LearngeneError as error:
-        st.session_state[NOTICE] = ("error", error_markdown(error))
+        st.session_state[NOTICE] = ("error", error_markdown(error), time.monotonic() + NOTICE_S)
 
 
 def pick_run(records: list[dict[str, Any]]) -> dict[str, Any]:

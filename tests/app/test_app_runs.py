@@ -147,3 +147,31 @@ def test_stopping_a_queued_run_says_it_never_started(tmp_path, monkeypatch):
     (notice,) = [s.value for s in at.success]
     assert "checkpoint" not in notice and "before it started" in notice, notice
     assert RunManager(root).get(run_id, schedule=False)["state"] == "stopped"
+
+
+def _stop_once_then_show(run_id: str) -> None:
+    """The Stop button's callback on the first render only, then the notice on every render (the page's ticks)."""
+    import streamlit as st
+
+    from app import runs_view
+
+    if not st.session_state.get("clicked"):
+        st.session_state["clicked"] = True
+        runs_view.act("stop", run_id)
+    runs_view.notice()
+
+
+def test_the_outcome_of_a_button_outlives_the_next_tick(tmp_path, monkeypatch):
+    """Found in a browser: "Cloned into ..." and "Stop requested ..." vanished at the page's next refresh (every
+    2 s, often half a second after the click), too soon to be read."""
+    from learngene.training.config import TrainConfig
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    run_id = RunManager(root, slots=1).submit(config, name="waiting", schedule=False)
+    at = AppTest.from_function(_stop_once_then_show, args=(run_id,), default_timeout=60).run()
+    first = [s.value for s in at.success]
+    at.run()  # the next tick
+    assert_clean(at)
+    assert [s.value for s in at.success] == first and len(first) == 1, (first, [s.value for s in at.success])
