@@ -265,7 +265,8 @@ def live_panel(record: dict[str, Any]) -> None:
         chart_or_note(curves_figure([("lr", train, "lr")], "Learning rate", "lr"), "no training step logged yet",
                       f"lr_{run_id}")
     with st.expander("Log tail", expanded=state == "failed"):
-        st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
+        # Wrapped: an eval line ends with the best top-1, beyond the panel's edge at usual widths.
+        st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text", wrap_lines=True)
     st.caption("Equivalent command: " + markdown_text(shlex.join(record.get("command") or [])))
 
 
