@@ -233,7 +233,7 @@ def inheritance_map(folder: str, mad: np.ndarray | None) -> bool:
     except LearngeneError as error:
         # Deleted or moved since it was built: not an error of the design above (the bare message, "... build one
         # with `learngene build`", read as one on this page).
-        st.info(f"The descendant built last cannot be shown ({error}). Build and save one above to see its "
+        st.info(f"The descendant built last cannot be shown ({error_markdown(error)}). Build and save one above to see its "
                 "inheritance map.")
         return False
     sources = config.head_sources or []

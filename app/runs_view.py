@@ -63,7 +63,8 @@ MISSING = "-"  # what every view shows for a value the run has not produced yet
 TICK_S = 2.0  # how often the Runs page re-reads the registry (a state change shows within ~2 ticks)
 SELECTED = "selected_run"  # the run the Runs page shows; the Fine-tune page sets it after a launch
 PICKER = "run_picker"
-NOTICE = "runs_notice"  # (kind, text) left by a button callback for the next render
+NOTICE = "runs_notice"  # (kind, text, shown until) left by a button callback for the renders that follow
+NOTICE_S = 10.0  # how long a button's outcome stays: shown once, it vanished at the next tick, often within 1 s
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -226,12 +227,13 @@ def live_panel(record: dict[str, Any]) -> None:
     if not folder.is_dir():
         # The registry still lists it, but its logs, metrics and checkpoints went with the folder: say so instead
         # of showing a run that never logged a step.
-        st.warning(f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and "
-                   "checkpoints are lost, so it cannot be resumed. Clone still works (its settings are in the "
-                   f"registry); `learngene runs rebuild-registry --runs-dir {folder.parent}` drops it from the list.")
+        st.warning(error_markdown(
+            f"This run's folder {folder} is gone from disk (deleted or moved): its logs, metrics and checkpoints "
+            "are lost, so it cannot be resumed. Clone still works (its settings are in the registry); "
+            f"`learngene runs rebuild-registry --runs-dir {shlex.quote(str(folder.parent))}` drops it from the list."))
     progress = record["progress"] or 0.0
     eta = f", ETA {fmt_duration(record['eta_s'])}" if state == "running" and record["eta_s"] is not None else ""
-    st.progress(progress, text=f"**{record['name']}**: {state_text(record)}, epoch {epoch_text(record)}, "
+    st.progress(progress, text=f"**{markdown_text(record['name'])}**: {state_text(record)}, epoch {epoch_text(record)}, "
                                f"step {step_text(record)} ({progress:.0%}){eta}")
     train, evals = split_metrics(mgr.read_metrics(run_id))
     last_train = train.iloc[-1] if not train.empty else {}
@@ -251,7 +253,7 @@ def live_panel(record: dict[str, Any]) -> None:
         if rest:
             st.code("\n".join(rest), language="text", wrap_lines=True)
     elif record.get("message"):
-        st.caption(record["message"])
+        st.caption(markdown_text(record["message"]))  # the worker's words, with paths or names in them
     left, mid, right = st.columns(3)
     with left:
         chart_or_note(curves_figure([("train", train, "loss"), ("eval", evals, "loss")], "Loss", "loss"),
@@ -263,8 +265,9 @@ def live_panel(record: dict[str, Any]) -> None:
         chart_or_note(curves_figure([("lr", train, "lr")], "Learning rate", "lr"), "no training step logged yet",
                       f"lr_{run_id}")
     with st.expander("Log tail", expanded=state == "failed"):
-        st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text")
-    st.caption("Equivalent command: " + shlex.join(record.get("command") or []))
+        # Wrapped: an eval line ends with the best top-1, beyond the panel's edge at usual widths.
+        st.code("\n".join(mgr.log_tail(run_id, 40)) or "(no output yet)", language="text", wrap_lines=True)
+    st.caption("Equivalent command: " + markdown_text(shlex.join(record.get("command") or [])))
 
 
 def failure_lines(error_tail: str) -> tuple[str, list[str]]:
@@ -287,8 +290,11 @@ def chart_or_note(fig, note: str, key: str) -> None:
 
 
 def notice() -> None:
-    """Show (once) what the last button did."""
-    kind, text = st.session_state.pop(NOTICE, (None, None))
+    """Show what the last button did, for :data:`NOTICE_S` seconds of the page's ticks (or until the next click)."""
+    kind, text, until = st.session_state.get(NOTICE, (None, None, 0.0))
+    if time.monotonic() > until:
+        st.session_state.pop(NOTICE, None)
+        return
     if kind == "error":
         st.error(text)
     elif kind:
@@ -304,7 +310,12 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
     mgr = manager()
     try:
         if action == "stop":
-            text = f"Stop requested: {mgr.stop(run_id)} (it saves a checkpoint and exits at the next step)"
+            # A queued run is stopped at once, before it started (no checkpoint); only a running one saves one.
+            before = mgr.get(run_id, schedule=False)["state"]
+            state = mgr.stop(run_id)
+            text = ("Stop requested: the run saves a checkpoint at the next step and exits" if state == "running"
+                    else "Stopped before it started: nothing to resume (Clone queues it again)" if before == "queued"
+                    else f"The run had already exited: it is {state}")
         elif action == "resume":
             text = f"Resumed: {mgr.resume(run_id)}"
         else:
@@ -313,10 +324,10 @@ def act(action: str, run_id: str, epochs: int | None = None) -> None:
             name = clone_name(parent, records)
             new = mgr.clone(run_id, {"epochs": int(epochs)} if epochs else None, name=name)
             st.session_state[SELECTED] = st.session_state[PICKER] = new
-            text = f"Cloned into {name} ({new})"
-        st.session_state[NOTICE] = ("success", text)
+            text = f"Cloned into {markdown_text(name)} ({new})"
+        st.session_state[NOTICE] = ("success", text, time.monotonic() + NOTICE_S)
     except LearngeneError as error:
-        st.session_state[NOTICE] = ("error", error_markdown(error))
+        st.session_state[NOTICE] = ("error", error_markdown(error), time.monotonic() + NOTICE_S)
 
 
 def pick_run(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ if quick is None:
         st.stop()
 ancestor_view.architecture_card(quick if quick is not None else summary)
 st.subheader("Head statistics")
-st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else choice.probes}")
+st.caption(f"Probe images: {'built-in photos' if choice.probes == 'builtin' else markdown_text(choice.probes)}")
 stats = ancestor_view.ensure_statistics(choice, auto=False)
 if stats is not None:
     ancestor_view.statistics_panel(stats)

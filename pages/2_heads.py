@@ -7,7 +7,7 @@ from app.text import error_markdown, markdown_text
 
 st.title("Heads")
 choice = state.current_choice()
-st.caption(f"Ancestor: {choice.label()}")
+st.caption(f"Ancestor: {markdown_text(choice.label())}")  # a typed weights file or probe folder, as typed
 try:
     summary = resources.ancestor_for(choice).summary
 except Exception as error:  # e.g. a saved choice whose weights file has since been deleted

@@ -31,7 +31,7 @@ if spec is not None and size is not None:
 
 st.subheader("Build and save")
 if spec is not None and size is not None and spec.init == "cluster-learngene" and ancestor_view.current_statistics(choice) is None:
-    probes = "the built-in photos" if choice.probes == "builtin" else choice.probes
+    probes = "the built-in photos" if choice.probes == "builtin" else markdown_text(choice.probes)
     st.warning(f"No head statistics for this ancestor on {probes} yet. Build and save would cluster the heads on "
                "statistics computed on the fly from the built-in photos. Compute them on your probe set first:")
     ancestor_view.ensure_statistics(choice, auto=False)
@@ -41,7 +41,7 @@ if spec is not None and size is not None:
     if st.button("Build and save", type="primary", key="d_build"):
         with st.spinner("Building the descendant…"):
             if view.build_and_save(choice, spec, folder, overwrite):
-                st.success(f"Saved to {state.remembered(view.LAST_DESCENDANT)}")
+                st.success(f"Saved to {markdown_text(state.remembered(view.LAST_DESCENDANT))}")
 
 state.save_form("design", view.FORM_KEYS)
 

@@ -21,6 +21,17 @@ def metric(at, label: str):
     return next(m.value for m in at.metric if m.label == label)
 
 
+def shown(source: str) -> str:
+    """What a browser shows for ``source`` rendered as markdown, tags dropped. Python-Markdown is the independent
+    reference: use it on text whose markup it reads as Streamlit's CommonMark does (``*``, ``_``, ``[..](..)``)."""
+    import html
+    import re
+
+    import markdown
+
+    return html.unescape(re.sub(r"<[^>]+>", "", markdown.markdown(source)))
+
+
 def assert_clean(at) -> None:
     assert not at.exception, [e.message for e in at.exception]
 

@@ -123,3 +123,55 @@ def test_sessions_in_separate_processes_racing_to_launch_get_one_run_each(tmp_pa
     for record in records:  # every run reaches its end (the missing worker module fails it) after one launch
         record = manager.wait(record["run_id"], timeout_s=120)
         assert record["state"] == "failed" and record["attempts"] == 1, record
+
+
+def _stop_and_show(run_id: str) -> None:
+    """The Stop button's callback, then the notice it leaves, as the Runs page does."""
+    from app import runs_view
+
+    runs_view.act("stop", run_id)
+    runs_view.notice()
+
+
+def test_stopping_a_queued_run_says_it_never_started(tmp_path, monkeypatch):
+    """Found in a browser: Stop on a queued run said "Stop requested: stopped (it saves a checkpoint and exits at
+    the next step)"; nothing had run, no checkpoint is saved, and Resume stays disabled."""
+    from learngene.training.config import TrainConfig
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    run_id = RunManager(root, slots=1).submit(config, name="waiting", schedule=False)
+    at = AppTest.from_function(_stop_and_show, args=(run_id,), default_timeout=60).run()
+    assert_clean(at)
+    (notice,) = [s.value for s in at.success]
+    assert "checkpoint" not in notice and "before it started" in notice, notice
+    assert RunManager(root).get(run_id, schedule=False)["state"] == "stopped"
+
+
+def _stop_once_then_show(run_id: str) -> None:
+    """The Stop button's callback on the first render only, then the notice on every render (the page's ticks)."""
+    import streamlit as st
+
+    from app import runs_view
+
+    if not st.session_state.get("clicked"):
+        st.session_state["clicked"] = True
+        runs_view.act("stop", run_id)
+    runs_view.notice()
+
+
+def test_the_outcome_of_a_button_outlives_the_next_tick(tmp_path, monkeypatch):
+    """Found in a browser: "Cloned into ..." and "Stop requested ..." vanished at the page's next refresh (every
+    2 s, often half a second after the click), too soon to be read."""
+    from learngene.training.config import TrainConfig
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("LEARNGENE_RUNS_DIR", str(root))
+    config = TrainConfig(model="vit_tiny_patch16_224", dataset="digits", max_steps=1).validate()
+    run_id = RunManager(root, slots=1).submit(config, name="waiting", schedule=False)
+    at = AppTest.from_function(_stop_once_then_show, args=(run_id,), default_timeout=60).run()
+    first = [s.value for s in at.success]
+    at.run()  # the next tick
+    assert_clean(at)
+    assert [s.value for s in at.success] == first and len(first) == 1, (first, [s.value for s in at.success])

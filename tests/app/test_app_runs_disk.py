@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from apptest_support import assert_clean, page
+from apptest_support import assert_clean, page, shown
 
 from learngene.runs import RunManager
 from learngene.training.config import TrainConfig
@@ -60,7 +60,7 @@ def test_a_run_whose_folder_was_deleted_says_so(app, tmp_path, monkeypatch):
     at.run()
     assert_clean(at)
     warnings = " ".join(w.value for w in at.warning)
-    assert "gone from disk" in warnings and str(root / run_id) in warnings, warnings
+    assert "gone from disk" in shown(warnings) and str(root / run_id) in shown(warnings), warnings
 
 
 

@@ -178,6 +178,14 @@ def test_launch_stop_resume_clone_in_a_browser(server, tmp_path):
                                react_ms(), "the first run selected")
             assert done["state"] == "succeeded" and _step(done) == STEPS
             assert re.search(r"epoch 1/1", done["progress"]), done
+
+            # The log tail's lines wrap: its eval and start lines are longer than the panel, and their ends (the best
+            # top-1, the world size) sat behind a horizontal scroll, 235 px of them at this width.
+            page.get_by_text("Log tail", exact=True).click()
+            log = page.locator('[data-testid="stExpander"] [data-testid="stCode"] pre').first
+            expect(log).to_contain_text("succeeded", timeout=react_ms())
+            hidden = log.evaluate("e => e.scrollWidth - e.clientWidth")
+            assert hidden <= 1, f"log tail lines cut off at the right edge ({hidden} px hidden)"
         except BaseException:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)  # kept by pytest's tmp_path
             raise
