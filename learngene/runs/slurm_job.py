@@ -14,7 +14,7 @@ from typing import Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from learngene.runs import rundir
+from learngene.runs import liveness, rundir
 from learngene.runs.launchers import WORKER_MODULE, _child_env, job_command
 
 
@@ -58,8 +58,13 @@ class WorkerJob(Checkpointable):
         except RuntimeError:  # not inside a submitit job (called directly): run as a single node
             argv = self.command()
         run_dir = Path(self.run_dir)
+        # This task and its worker end with their parent: killed outright, submitit's local controller (the run's
+        # pid) would otherwise leave both training as orphans that no stop reaches, after the run was ended as
+        # failed and its slot freed. (Under SLURM, slurmstepd ends them itself.)
+        liveness.end_with_parent()
         with open(run_dir / rundir.STDOUT_LOG, "ab") as out, open(run_dir / rundir.STDERR_LOG, "ab") as err:
-            process = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, env=_child_env())
+            process = subprocess.Popen(argv, cwd=run_dir, stdout=out, stderr=err, env=_child_env(),
+                                       preexec_fn=liveness.end_with_parent)
 
         usr2 = getattr(signal, "SIGUSR2", None)
         requeue_handler = signal.getsignal(usr2) if usr2 is not None else None  # submitit's, if it set one

@@ -10,7 +10,6 @@ Exit codes: 0 succeeded, 3 stopped (SIGTERM/SIGINT/SIGUSR2: the current step fin
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import re
@@ -221,12 +220,8 @@ def _leave_process_group(together: bool) -> None:
         log.warning("leaving the process group failed: %s", error)
 
 
-# prctl(2) option: the signal this process gets when the thread that started it ends.
-PR_SET_PDEATHSIG = 1
-
-
 def _end_with_torchrun() -> None:
-    """Under torchrun, have the kernel SIGKILL this rank when torchrun ends (Linux).
+    """Under torchrun, end this rank (SIGKILL) when torchrun ends.
 
     torchrun starts each rank in a session of its own, so a torchrun killed outright (SIGKILL, the OOM killer)
     takes no rank with it: orphaned, the ranks trained on where no stop reaches them (a run's pid is torchrun's)
@@ -235,18 +230,8 @@ def _end_with_torchrun() -> None:
     gone may be blocked on torchrun's store, and ``checkpoints/last.pt`` is written atomically, so the last saved
     one stays whole for a resume.
     """
-    if "TORCHELASTIC_RUN_ID" not in os.environ or not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    except (OSError, AttributeError) as error:
-        log.warning("cannot tie this rank's life to torchrun's: %s", error)
-        return
-    if os.getppid() != parent:  # torchrun ended before the request took effect
-        os._exit(EXIT_CODES["failed"])
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        liveness.end_with_parent()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,3 +133,30 @@ def test_a_preempted_local_cluster_job_requeues_and_finishes_from_its_checkpoint
     assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] >= 4  # resumed, not restarted
     launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
     assert len([line for line in launches if not line.startswith("end")]) == 2
+
+
+def test_a_killed_local_cluster_controller_takes_its_task_and_worker_with_it(runs_root, fake_worker):
+    """kill -9 of submitit's local controller (the run's pid) ends the run as failed and frees its slot: the task and
+    the worker below it must end too, not train on as orphans that no stop reaches."""
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 2, timeout_s=60)
+    controller = manager.get(run_id)["pid"]
+    below = liveness.descendants(controller)  # the task running WorkerJob and the worker it started
+    assert len(below) == 2
+    os.kill(controller, signal.SIGKILL)
+    try:
+        assert manager.wait(run_id, timeout_s=30)["state"] == "failed"
+        wait_for(lambda: not any(liveness.is_alive(pid) for pid in below), timeout_s=15)
+    finally:  # orphans are no longer below pytest, where the teardown looks
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
