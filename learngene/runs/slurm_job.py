@@ -46,7 +46,12 @@ class WorkerJob(Checkpointable):
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """What a requeued job runs: the same job, resuming from the last checkpoint if the worker saved one."""
-        resume = (Path(self.run_dir) / rundir.LAST_CHECKPOINT).is_file()
+        run_dir = Path(self.run_dir)
+        resume = (run_dir / rundir.LAST_CHECKPOINT).is_file()
+        # The job runs again: the preempted attempt's ``stopped`` result is no final state any more. Left in place
+        # until the requeued worker clears it itself (after importing torch, or after waiting in SLURM's queue), it
+        # made the live job look like a process lingering after its end, which the run manager kills.
+        (run_dir / rundir.RESULT_FILE).unlink(missing_ok=True)
         return DelayedSubmission(dataclasses.replace(self, resume=resume), *args, **kwargs)
 
     def __call__(self) -> int:

@@ -8,7 +8,7 @@ import pytest
 from conftest import fake_config, wait_for
 
 from learngene.errors import LearngeneError
-from learngene.runs import RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
+from learngene.runs import FINAL_STATES, RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
 from learngene.runs.launchers import LocalLauncher
 
 # How this interpreter runs a module without the working directory on sys.path (3.10 has no -P: a bootstrap).
@@ -160,3 +160,29 @@ def test_a_killed_local_cluster_controller_takes_its_task_and_worker_with_it(run
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_requeued_local_cluster_job_is_not_taken_for_one_lingering_after_its_stop(runs_root, fake_worker):
+    """Preempted, the worker writes a ``stopped`` result.json and the job requeues. Until the requeued worker starts
+    and clears it (the real worker does so only once torch is imported), a live job with a final result looked like
+    a process lingering after its end: past the linger grace the watchdog killed the requeued job, and the run ended
+    ``stopped`` instead of resuming. A short grace stands in for a slow start."""
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1, linger_grace_s=1.0)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=80, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])
+    os.kill(task, signal.SIGUSR2)
+
+    def ended():  # the scheduler's watch, with this manager's short grace
+        manager.reconcile()
+        return manager.get(run_id)["state"] in FINAL_STATES
+
+    wait_for(ended, timeout_s=120, poll_s=0.2)
+    record = manager.get(run_id)
+    assert record["state"] == "succeeded" and record["step"] == 80, record
