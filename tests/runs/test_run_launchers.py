@@ -186,3 +186,39 @@ def test_a_requeued_local_cluster_job_is_not_taken_for_one_lingering_after_its_s
     wait_for(ended, timeout_s=120, poll_s=0.2)
     record = manager.get(run_id)
     assert record["state"] == "succeeded" and record["step"] == 80, record
+
+
+
+def test_a_stop_while_a_preempted_local_cluster_job_winds_down_is_not_lost(runs_root, fake_worker, tmp_path):
+    """Preempted, the worker writes its ``stopped`` result and takes a while to exit (the real one: seconds of
+    interpreter teardown); a stop arriving then was forwarded to a worker already stopping, and the job requeued
+    anyway: it trained on and ``runs stop --wait`` waited for ever. A stop now overrides the requeue."""
+    import os
+    import signal
+
+    from conftest import FAKE_WORKER
+
+    from learngene.runs import liveness
+
+    # The fake worker, slow to exit once it has written its result.
+    (tmp_path / "fakemods" / "slow_exit_worker.py").write_text(
+        "import atexit, time\natexit.register(time.sleep, 2.0)\n" + FAKE_WORKER)
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": "slow_exit_worker"}
+    run_id = manager.submit(fake_config(fake_steps=2000, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])
+    os.kill(task, signal.SIGUSR2)
+    result = manager.run_dir(run_id) / "result.json"
+    wait_for(result.is_file, timeout_s=30, poll_s=0.01)  # stopped for the preemption, not yet exited
+    manager.stop(run_id)
+
+    def ended():  # the scheduler's watch
+        manager.reconcile()
+        return manager.get(run_id)["state"] in FINAL_STATES
+
+    wait_for(ended, timeout_s=60, poll_s=0.2)
+    record = manager.get(run_id)
+    assert record["state"] == "stopped" and record["step"] < 2000, record
+    launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
+    assert len([line for line in launches if not line.startswith("end")]) == 1  # not requeued
