@@ -11,11 +11,15 @@ and yields the real exit code, including ``-9`` for a SIGKILL that left no ``res
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
+from typing import Any
 
 import psutil
 
@@ -148,6 +152,39 @@ def kill_tree(pid: int | None, pgid: int | None, proc_start: str | None) -> bool
         except (ProcessLookupError, PermissionError):
             pass
     return True
+
+
+# prctl(2) option: the signal a process gets when the thread that started it ends.
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    # Looked up once, in the parent: a preexec_fn then runs no dlopen between fork and exec.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def end_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent ends (Linux; elsewhere nothing changes).
+
+    For processes that only make sense below their parent and that a kill of the parent alone would otherwise
+    orphan (it started them in sessions of their own, or died by SIGKILL and forwarded nothing): torchrun's ranks,
+    the task of submitit's local cluster and the worker it runs. Usable as a ``preexec_fn`` once called in the
+    parent (no logging, no library lookup).
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return
+    parent = os.getppid()
+    if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+        return  # no worse than before: the process just outlives its parent
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def kill_own_children(grace_s: float = 0.0) -> list[int]:

@@ -220,12 +220,27 @@ def _leave_process_group(together: bool) -> None:
         log.warning("leaving the process group failed: %s", error)
 
 
+def _end_with_torchrun() -> None:
+    """Under torchrun, end this rank (SIGKILL) when torchrun ends.
+
+    torchrun starts each rank in a session of its own, so a torchrun killed outright (SIGKILL, the OOM killer)
+    takes no rank with it: orphaned, the ranks trained on where no stop reaches them (a run's pid is torchrun's)
+    while the registry had already ended the run as failed and freed its slot, and kept writing checkpoints and a
+    result into a run that may be resumed meanwhile. SIGKILL rather than a graceful stop: a rank whose torchrun is
+    gone may be blocked on torchrun's store, and ``checkpoints/last.pt`` is written atomically, so the last saved
+    one stays whole for a resume.
+    """
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        liveness.end_with_parent()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m learngene.training.worker",
                                      description="Train the run directory RUN_DIR (reads RUN_DIR/config.yaml).")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints/last.pt")
     args = parser.parse_args(argv)
+    _end_with_torchrun()
     is_main = env_dist_info().is_main
     logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, format=LOG_FORMAT, stream=sys.stderr)
     result = run_training(args.run_dir, resume=args.resume)

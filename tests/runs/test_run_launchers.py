@@ -8,7 +8,7 @@ import pytest
 from conftest import fake_config, wait_for
 
 from learngene.errors import LearngeneError
-from learngene.runs import RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
+from learngene.runs import FINAL_STATES, RunManager, SlurmLauncher, TorchrunLauncher, make_launcher
 from learngene.runs.launchers import LocalLauncher
 
 # How this interpreter runs a module without the working directory on sys.path (3.10 has no -P: a bootstrap).
@@ -133,3 +133,92 @@ def test_a_preempted_local_cluster_job_requeues_and_finishes_from_its_checkpoint
     assert len(starts) == 2 and starts[0]["step"] == 0 and starts[1]["step"] >= 4  # resumed, not restarted
     launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
     assert len([line for line in launches if not line.startswith("end")]) == 2
+
+
+def test_a_killed_local_cluster_controller_takes_its_task_and_worker_with_it(runs_root, fake_worker):
+    """kill -9 of submitit's local controller (the run's pid) ends the run as failed and frees its slot: the task and
+    the worker below it must end too, not train on as orphans that no stop reaches."""
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=1000, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 2, timeout_s=60)
+    controller = manager.get(run_id)["pid"]
+    below = liveness.descendants(controller)  # the task running WorkerJob and the worker it started
+    assert len(below) == 2
+    os.kill(controller, signal.SIGKILL)
+    try:
+        assert manager.wait(run_id, timeout_s=30)["state"] == "failed"
+        wait_for(lambda: not any(liveness.is_alive(pid) for pid in below), timeout_s=15)
+    finally:  # orphans are no longer below pytest, where the teardown looks
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_a_requeued_local_cluster_job_is_not_taken_for_one_lingering_after_its_stop(runs_root, fake_worker):
+    """Preempted, the worker writes a ``stopped`` result.json and the job requeues. Until the requeued worker starts
+    and clears it (the real worker does so only once torch is imported), a live job with a final result looked like
+    a process lingering after its end: past the linger grace the watchdog killed the requeued job, and the run ended
+    ``stopped`` instead of resuming. A short grace stands in for a slow start."""
+    import os
+    import signal
+
+    from learngene.runs import liveness
+
+    manager = RunManager(runs_root, slots=1, linger_grace_s=1.0)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": fake_worker}
+    run_id = manager.submit(fake_config(fake_steps=80, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])
+    os.kill(task, signal.SIGUSR2)
+
+    def ended():  # the scheduler's watch, with this manager's short grace
+        manager.reconcile()
+        return manager.get(run_id)["state"] in FINAL_STATES
+
+    wait_for(ended, timeout_s=120, poll_s=0.2)
+    record = manager.get(run_id)
+    assert record["state"] == "succeeded" and record["step"] == 80, record
+
+
+
+def test_a_stop_while_a_preempted_local_cluster_job_winds_down_is_not_lost(runs_root, fake_worker, tmp_path):
+    """Preempted, the worker writes its ``stopped`` result and takes a while to exit (the real one: seconds of
+    interpreter teardown); a stop arriving then was forwarded to a worker already stopping, and the job requeued
+    anyway: it trained on and ``runs stop --wait`` waited for ever. A stop now overrides the requeue."""
+    import os
+    import signal
+
+    from conftest import FAKE_WORKER
+
+    from learngene.runs import liveness
+
+    # The fake worker, slow to exit once it has written its result.
+    (tmp_path / "fakemods" / "slow_exit_worker.py").write_text(
+        "import atexit, time\natexit.register(time.sleep, 2.0)\n" + FAKE_WORKER)
+    manager = RunManager(runs_root, slots=1)
+    options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": "slow_exit_worker"}
+    run_id = manager.submit(fake_config(fake_steps=2000, fake_step_s=0.05), launcher="slurm", launcher_options=options)
+    wait_for(lambda: (manager.get(run_id)["step"] or 0) >= 4, timeout_s=60)
+    (task,) = liveness.children(manager.get(run_id)["pid"])
+    os.kill(task, signal.SIGUSR2)
+    result = manager.run_dir(run_id) / "result.json"
+    wait_for(result.is_file, timeout_s=30, poll_s=0.01)  # stopped for the preemption, not yet exited
+    manager.stop(run_id)
+
+    def ended():  # the scheduler's watch
+        manager.reconcile()
+        return manager.get(run_id)["state"] in FINAL_STATES
+
+    wait_for(ended, timeout_s=60, poll_s=0.2)
+    record = manager.get(run_id)
+    assert record["state"] == "stopped" and record["step"] < 2000, record
+    launches = (manager.run_dir(run_id) / "launches.txt").read_text().splitlines()
+    assert len([line for line in launches if not line.startswith("end")]) == 1  # not requeued

@@ -251,3 +251,39 @@ def test_torchrun_resume_draws_what_an_uninterrupted_run_draws_on_every_rank(mak
     a = load_checkpoint(straight / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(split / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_end_with_a_killed_torchrun(make_run, monkeypatch):
+    """kill -9 of torchrun itself (the OOM killer, a user): its ranks must end too. Orphaned, they trained on where no
+    stop reaches them (the run's pid is torchrun's), while the registry had already ended the run as failed with
+    exit -9 and freed its slot, and wrote checkpoints and a result into a run that might be resumed meanwhile."""
+    from learngene.runs import liveness
+    from learngene.runs.launchers import TorchrunLauncher
+
+    for name, value in _env().items():
+        monkeypatch.setenv(name, value)
+    run_dir = make_run(epochs=50, log_every=1)
+    launcher = TorchrunLauncher(nproc_per_node=2)
+    handle = launcher.launch(run_dir)
+    record = {"pid": handle.pid, "pgid": handle.pgid, "proc_start": handle.proc_start}
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        metrics = run_dir / "metrics.jsonl"
+        while not (metrics.is_file() and '"kind": "train"' in metrics.read_text()):
+            assert time.monotonic() < deadline and launcher.is_alive(record), (run_dir / "stderr.log").read_text()
+            time.sleep(0.2)
+        ranks = liveness.children(handle.pid)
+        assert len(ranks) == 2
+        os.kill(handle.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(liveness.is_alive(rank) for rank in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(liveness.is_alive(rank) for rank in ranks), "the ranks outlived torchrun"
+    finally:
+        for rank in ranks:
+            try:
+                os.kill(rank, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
