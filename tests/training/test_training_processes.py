@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -176,28 +177,45 @@ def test_torchrun_two_cpu_processes_only_rank0_writes(make_run):
         "best.pt", "last.pt"]
 
 
+def _torchrun_training(run_dir: Path, monkeypatch) -> tuple[Any, dict, list[int]]:
+    """Launch ``run_dir`` with the torchrun launcher (2 CPU ranks) and wait for its first training step.
+
+    Returns the launcher, the run's process record and the two ranks' pids.
+    """
+    from learngene.runs import liveness
+    from learngene.runs.launchers import TorchrunLauncher
+
+    for name, value in _env().items():
+        monkeypatch.setenv(name, value)
+    launcher = TorchrunLauncher(nproc_per_node=2)
+    handle = launcher.launch(run_dir)
+    record = {"pid": handle.pid, "pgid": handle.pgid, "proc_start": handle.proc_start}
+    deadline = time.monotonic() + 180
+    metrics = run_dir / "metrics.jsonl"
+    try:
+        while not (metrics.is_file() and '"kind": "train"' in metrics.read_text()):
+            assert time.monotonic() < deadline and launcher.is_alive(record), (run_dir / "stderr.log").read_text()
+            time.sleep(0.2)
+    except BaseException:
+        launcher.stop(record, force=True)
+        raise
+    ranks = liveness.children(handle.pid)
+    assert len(ranks) == 2, ranks
+    return launcher, record, ranks
+
+
 @pytest.mark.slow
 def test_a_torchrun_stop_ends_every_rank_as_stopped_with_rank0s_checkpoint(make_run, monkeypatch):
     """The launcher's stop (SIGTERM to each rank) on the real worker: both ranks stop at one step, pass the barrier
     they leave by, and rank 0's result and checkpoint agree. (The window that barrier closes, rank 1 gone while rank 0
     still writes, cannot be forced from outside; the fake worker's torchrun test models it.)"""
     from learngene.runs import liveness
-    from learngene.runs.launchers import TorchrunLauncher
 
-    for name, value in _env().items():
-        monkeypatch.setenv(name, value)
     run_dir = make_run(epochs=50, log_every=1)
-    launcher = TorchrunLauncher(nproc_per_node=2)
-    handle = launcher.launch(run_dir)
-    record = {"pid": handle.pid, "pgid": handle.pgid, "proc_start": handle.proc_start}
+    launcher, record, ranks = _torchrun_training(run_dir, monkeypatch)
+    deadline = time.monotonic() + 180
     try:
-        deadline = time.monotonic() + 180
-        metrics = run_dir / "metrics.jsonl"
-        while not (metrics.is_file() and '"kind": "train"' in metrics.read_text()):
-            assert time.monotonic() < deadline and launcher.is_alive(record), (run_dir / "stderr.log").read_text()
-            time.sleep(0.2)
-        ranks = liveness.children(handle.pid)
-        assert len(ranks) == 2 and launcher.stop(record)
+        assert launcher.stop(record)
         while launcher.is_alive(record):
             assert time.monotonic() < deadline, "torchrun did not end after the stop"
             time.sleep(0.2)
@@ -259,24 +277,11 @@ def test_torchrun_ranks_end_with_a_killed_torchrun(make_run, monkeypatch):
     stop reaches them (the run's pid is torchrun's), while the registry had already ended the run as failed with
     exit -9 and freed its slot, and wrote checkpoints and a result into a run that might be resumed meanwhile."""
     from learngene.runs import liveness
-    from learngene.runs.launchers import TorchrunLauncher
 
-    for name, value in _env().items():
-        monkeypatch.setenv(name, value)
     run_dir = make_run(epochs=50, log_every=1)
-    launcher = TorchrunLauncher(nproc_per_node=2)
-    handle = launcher.launch(run_dir)
-    record = {"pid": handle.pid, "pgid": handle.pgid, "proc_start": handle.proc_start}
-    ranks: list[int] = []
+    _, record, ranks = _torchrun_training(run_dir, monkeypatch)
     try:
-        deadline = time.monotonic() + 180
-        metrics = run_dir / "metrics.jsonl"
-        while not (metrics.is_file() and '"kind": "train"' in metrics.read_text()):
-            assert time.monotonic() < deadline and launcher.is_alive(record), (run_dir / "stderr.log").read_text()
-            time.sleep(0.2)
-        ranks = liveness.children(handle.pid)
-        assert len(ranks) == 2
-        os.kill(handle.pid, signal.SIGKILL)
+        os.kill(record["pid"], signal.SIGKILL)
         deadline = time.monotonic() + 20
         while any(liveness.is_alive(rank) for rank in ranks) and time.monotonic() < deadline:
             time.sleep(0.2)
