@@ -107,6 +107,13 @@ def _failure_message(error: BaseException, config: TrainConfig | None, device: t
     if isinstance(error, OSError) and error.filename:
         return str(disk_error(os.fsdecode(error.filename), error))
     text = str(error).strip()
+    peer_gone = [sign for sign in _PEER_GONE if sign in text]
+    if peer_gone and env_dist_info().distributed:
+        # gloo's and NCCL's words for a peer that vanished (killed, out of memory, failed): this rank's error is only
+        # the echo of that, and its text (a C++ source path, "... GLHF!") sent the user looking in the wrong place.
+        return (f"another process of this distributed run ended first and rank {env_dist_info().rank} lost it "
+                f"({peer_gone[0]}); torchrun names the first failure under \"Root Cause\" in stderr.log "
+                "(`learngene runs logs RUN --stream stderr`)")
     if "Original Traceback" in text:
         # Raised again by torch from a DataLoader worker as "Caught X in DataLoader worker process N.\nOriginal
         # Traceback ...": the worker's own last line names the problem (and the file).
@@ -121,6 +128,9 @@ def _failure_message(error: BaseException, config: TrainConfig | None, device: t
         message += " (a corrupt or non-image file in the dataset: remove or replace it)"
     return message
 
+
+# How gloo and NCCL report that a peer process of the run is gone.
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "NCCL communicator was aborted")
 
 # How PIL and torchvision report an image file they cannot decode.
 _UNREADABLE_IMAGE = ("UnidentifiedImageError", "OSError: image file is truncated")

@@ -292,3 +292,27 @@ def test_torchrun_ranks_end_with_a_killed_torchrun(make_run, monkeypatch):
                 os.kill(rank, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.slow
+def test_a_rank_whose_peer_was_killed_says_so_instead_of_quoting_gloo(make_run, monkeypatch):
+    """kill -9 of rank 1: rank 0's one line said "RuntimeError: [.../gloo/transport/tcp/pair.cc:545] Read error ...
+    Connection reset by peer ... GLHF!"; it now says a peer ended first and where torchrun names the first failure."""
+    import psutil
+
+    run_dir = make_run(epochs=50, log_every=1)
+    launcher, record, ranks = _torchrun_training(run_dir, monkeypatch)
+    try:
+        rank1 = next(pid for pid in ranks if psutil.Process(pid).environ().get("RANK") == "1")
+        os.kill(rank1, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while launcher.is_alive(record):
+            assert time.monotonic() < deadline, "torchrun did not end after a rank was killed"
+            time.sleep(0.2)
+    finally:
+        launcher.stop(record, force=True)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "failed", result
+    assert result["message"].startswith("another process of this distributed run ended first and rank 0 lost it ("), result
+    assert '"Root Cause" in stderr.log' in result["message"] and "\n" not in result["message"]
+    assert "Root Cause" in (run_dir / "stderr.log").read_text()  # where the message sends the user
