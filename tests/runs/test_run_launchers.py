@@ -196,13 +196,12 @@ def test_a_stop_while_a_preempted_local_cluster_job_winds_down_is_not_lost(runs_
     import os
     import signal
 
-    from conftest import FAKE_WORKER
-
     from learngene.runs import liveness
 
     # The fake worker, slow to exit once it has written its result.
-    (tmp_path / "fakemods" / "slow_exit_worker.py").write_text(
-        "import atexit, time\natexit.register(time.sleep, 2.0)\n" + FAKE_WORKER)
+    fakemods = tmp_path / "fakemods"  # where the fake_worker fixture wrote it (no import: two conftest modules)
+    (fakemods / "slow_exit_worker.py").write_text(
+        "import atexit, time\natexit.register(time.sleep, 2.0)\n" + (fakemods / f"{fake_worker}.py").read_text())
     manager = RunManager(runs_root, slots=1)
     options = {"cluster": "local", "gpus_per_node": 0, "time_min": 5, "worker_module": "slow_exit_worker"}
     run_id = manager.submit(fake_config(fake_steps=2000, fake_step_s=0.05), launcher="slurm", launcher_options=options)
